@@ -1,0 +1,134 @@
+"""Score trained π-DOC networks on a held-out split of mock clusters.
+
+The split folder holds the files written by `make_mock_clusters.py`:
+    luminosity_V.npy   (N, 160, 160, 1) log10(F / (L☉ kpc⁻²)) per pixel, π-DOC's input
+    mass.npy           (N, 160, 160, 1) true log10(M / M☉) per pixel
+    distance_age.npy   (N, 2) true [distance kpc, age Gyr]
+
+The networks predict every map (the CED in batches, so thousands of maps fit in memory), and the
+predictions are scored twice, with the statistics of `functions.py`:
+
+- CB21's definitions (Chardin & Bianchini 2021 §4, as coded by the authors; paper-CB21.md §9):
+  pixel-mass and total-mass % error averaged over predicted-mass bins, age error averaged over
+  predicted-age bins, distance error averaged over the true distances;
+- plain statistics: median and 68 % interval (16th–84th percentiles) of the per-pixel log-mass
+  residual, the per-map total-mass residual, and the age and distance residuals (prediction − truth).
+
+Beyond the paper's public code, the global M/L_V error is given with the true and with the
+predicted distance (see `functions.mass_to_light_statistics`).
+
+Usage:
+    python evaluate_piDOC.py data/test [--trained-directory trained_piDOC]
+        [--standardization-directory input_files/standardization_files] [--output-directory DIR]
+
+Writes `evaluation.txt` (the table printed) and `evaluation.json` (every number) to the output
+folder, by default `runs/evaluation/<split name>/`.
+"""
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+import functions
+
+PROJECT_DIRECTORY = Path(__file__).resolve().parent
+DEFAULT_TRAINED_DIRECTORY = PROJECT_DIRECTORY / "trained_piDOC"
+DEFAULT_STANDARDIZATION_DIRECTORY = PROJECT_DIRECTORY / "input_files" / functions.STANDARDIZATION_SUBDIRECTORY
+DEFAULT_OUTPUT_PARENT = PROJECT_DIRECTORY / "runs" / "evaluation"
+SPLIT_FILES = ("luminosity_V.npy", "mass.npy", "distance_age.npy")
+# The per-distance table is printed when the split has CB21's few discrete test distances; training
+# and validation splits with continuous distances would give one row per map.
+MAXIMUM_DISTANCE_ROWS = 12
+
+
+def load_split(split_directory):
+    """Read and check a split: flux maps, true mass maps and true [distance, age].
+
+    The maps are memory-mapped, so only the networks' batches and the statistics hold them in RAM.
+    """
+    split_directory = Path(split_directory)
+    for file_name in SPLIT_FILES:
+        if not (split_directory / file_name).is_file():
+            raise FileNotFoundError(f"split file missing: {split_directory / file_name}")
+    log_flux_maps = functions.check_flux_maps(np.load(split_directory / "luminosity_V.npy", mmap_mode="r"))
+    true_log_mass_maps = functions.as_map_stack(np.load(split_directory / "mass.npy", mmap_mode="r"), "the true mass maps")
+    if len(true_log_mass_maps) != len(log_flux_maps):
+        raise ValueError(f"{split_directory}: {len(log_flux_maps)} flux maps but {len(true_log_mass_maps)} mass maps")
+    functions.check_finite(true_log_mass_maps, f"{split_directory / 'mass.npy'}")
+    true_distance_age = functions.check_distance_age(np.load(split_directory / "distance_age.npy"), len(log_flux_maps),
+                                                     f"{split_directory / 'distance_age.npy'}")
+    return log_flux_maps, true_log_mass_maps, true_distance_age
+
+
+def evaluate(split_directory, trained_directory, standardization_directory):
+    """Predict a split with π-DOC and compute every statistic.
+
+    Returns
+    -------
+    dict
+        "pixel_mass", "total_mass", "age", "distance", "mass_to_light" (the dicts of the matching
+        `functions` statistics) and "seconds_per_map" of each network.
+    """
+    log_flux_maps, true_log_mass_maps, true_distance_age = load_split(split_directory)
+    piDOC = functions.load_piDOC(trained_directory, standardization_directory)
+    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = functions.predict_with_piDOC(piDOC, log_flux_maps)
+    return {
+        "split_directory": str(split_directory),
+        "number_of_maps": len(log_flux_maps),
+        "seconds_per_map": seconds_per_map,
+        "pixel_mass": functions.pixel_mass_statistics(true_log_mass_maps, predicted_log_mass_maps),
+        "total_mass": functions.total_mass_statistics(true_log_mass_maps, predicted_log_mass_maps),
+        "age": functions.age_statistics(true_distance_age[:, 1], predicted_distance_age[:, 1]),
+        "distance": functions.distance_statistics(true_distance_age[:, 0], predicted_distance_age[:, 0]),
+        "mass_to_light": functions.mass_to_light_statistics(log_flux_maps, true_log_mass_maps, predicted_log_mass_maps,
+                                                           true_distance_age[:, 0], predicted_distance_age[:, 0]),
+    }
+
+
+def summary_table(statistics):
+    """The evaluation table: one row per quantity, CB21's statistic beside the plain ones."""
+    mass_to_light = statistics["mass_to_light"]
+    rows = [
+        ("Pixel mass", statistics["pixel_mass"]["paper"]["mean"], "% (bin avg)", statistics["pixel_mass"]["residual_dex"], "dex"),
+        ("Total mass", statistics["total_mass"]["paper"]["mean"], "% (bin avg)", statistics["total_mass"]["residual_dex"], "dex"),
+        ("Age", statistics["age"]["paper"]["mean"], "Gyr (bin avg)", statistics["age"]["residual_gyr"], "Gyr"),
+        ("Distance", statistics["distance"]["paper_mean_absolute_error_kpc"], "kpc (avg of per-D MAE)",
+         statistics["distance"]["residual_kpc"], "kpc"),
+        ("Global M/L_V, true D", mass_to_light["true_distance"]["mean_percent_error"], "% (mean)",
+         mass_to_light["true_distance"]["log_ratio_dex"], "dex"),
+        ("Global M/L_V, predicted D", mass_to_light["predicted_distance"]["mean_percent_error"], "% (mean)",
+         mass_to_light["predicted_distance"]["log_ratio_dex"], "dex"),
+    ]
+    headers = ["Quantity", "CB21 statistic", "unit", "Median residual", "16th pct", "84th pct", "unit", "N values"]
+    table_rows = [[name, value, unit, residual["median"], residual["percentile_16"], residual["percentile_84"], residual_unit,
+                   residual["count"]] for name, value, unit, residual, residual_unit in rows]
+    text = tabulate(table_rows, headers=headers, floatfmt=".3f")
+    if len(statistics["distance"]["per_distance"]) <= MAXIMUM_DISTANCE_ROWS:
+        text += "\n\n" + tabulate(functions.distance_table_rows(statistics["distance"]), disable_numparse=True)
+    return text + "\n"
+
+
+def main(arguments=None):
+    """Command-line entry point; returns the statistics."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("split_directory", type=Path, help="folder with luminosity_V.npy, mass.npy, distance_age.npy")
+    parser.add_argument("--trained-directory", type=Path, default=DEFAULT_TRAINED_DIRECTORY)
+    parser.add_argument("--standardization-directory", type=Path, default=DEFAULT_STANDARDIZATION_DIRECTORY)
+    parser.add_argument("--output-directory", type=Path, default=None,
+                        help="where evaluation.txt and evaluation.json go (default runs/evaluation/<split name>)")
+    options = parser.parse_args(arguments)
+    output_directory = options.output_directory or DEFAULT_OUTPUT_PARENT / options.split_directory.resolve().name
+
+    statistics = evaluate(options.split_directory, options.trained_directory, options.standardization_directory)
+    text = f"π-DOC on {options.split_directory} ({statistics['number_of_maps']} maps)\n\n" + summary_table(statistics)
+    print(text)
+    output_directory.mkdir(parents=True, exist_ok=True)
+    functions.save_text(output_directory / "evaluation.txt", text)
+    functions.save_json(output_directory / "evaluation.json", statistics)
+    print(f"written: {output_directory / 'evaluation.txt'}, {output_directory / 'evaluation.json'}")
+    return statistics
+
+
+if __name__ == "__main__":
+    main()
