@@ -300,44 +300,56 @@ def limepy_components(mass_msun, stellar_type):
 
 
 def _solve_limepy(concentration_w0, delta, half_mass_radius_pc, mean_masses, total_masses):
-    """Solve a multimass limepy model in physical units (pc, M☉)."""
+    """Solve a multimass limepy model in physical units (pc, M☉).
+
+    The fast full-step iteration of the component normalisations occasionally overshoots
+    ("rmax reached in mf iteration"); limepy's default half step is then tried, and as a last
+    resort a weaker segregation (half the δ), which is recorded in the model's `delta`.
+    """
     import limepy
 
     _patch_scipy_for_limepy()
-    return limepy.limepy(
-        concentration_w0, LIMEPY_TRUNCATION_G,
-        M=float(total_masses.sum()), rh=float(half_mass_radius_pc),
-        mj=mean_masses, Mj=total_masses, delta=float(delta),
-        # A 1e-2 relative tolerance on the component masses is ample for sampling 5e4 positions.
-        # The full update step (mf_iter_index = 1) converges in about 12 iterations instead of 27
-        # at limepy's default 0.5, with the same component masses to 0.3 % (measured here).
-        meanmassdef="global", diffdef="rel", diffcrit=1e-2, mf_iter_index=1.0, verbose=False,
-    )
+    attempts = ((1.0, delta), (0.5, delta), (0.5, 0.5 * delta))
+    for attempt, (iteration_index, attempt_delta) in enumerate(attempts):
+        try:
+            return limepy.limepy(
+                concentration_w0, LIMEPY_TRUNCATION_G,
+                M=float(total_masses.sum()), rh=float(half_mass_radius_pc),
+                mj=mean_masses, Mj=total_masses, delta=float(attempt_delta),
+                # A 1e-2 relative tolerance on the component masses is ample for sampling 5e4
+                # positions. The full update step (mf_iter_index = 1) converges in about 12
+                # iterations instead of 27 at limepy's default 0.5, with the same component masses
+                # to 0.3 % (measured here).
+                meanmassdef="global", diffdef="rel", diffcrit=1e-2, mf_iter_index=iteration_index, verbose=False,
+            )
+        except ValueError:
+            if attempt == len(attempts) - 1:
+                raise
 
 
 def _patch_scipy_for_limepy():
     """Make astro-limepy 1.3.0 run on scipy ≥ 1.17 (forward-model.md §5.1).
 
-    limepy passes `nsteps=1e6` as a float and its dopri5 solout callback takes three arguments,
-    while scipy 1.17 wants an integer and appends the f_params. Only newer scipy is patched; on the
-    pinned scipy 1.16 this does nothing.
+    limepy passes `nsteps=1e6` as a float, which scipy 1.17 refuses, and scipy 1.17's dopri5 runner
+    calls the integrator's step callback with the f_params appended, which its own three-argument
+    `_solout` then refuses. Only newer scipy is patched; on the pinned scipy 1.16 this does nothing.
     """
-    from scipy.integrate import ode
+    from scipy.integrate import _ode
 
     version = tuple(int(part) for part in scipy.__version__.split(".")[:2])
-    if version < (1, 17) or getattr(ode, "_pidoc_patched", False):
+    if version < (1, 17) or getattr(_ode, "_pidoc_patched", False):
         return
-    original_set_integrator, original_set_solout = ode.set_integrator, ode.set_solout
+    original_set_integrator, original_solout = _ode.ode.set_integrator, _ode.dopri5._solout
 
     def set_integrator(self, name, **parameters):
         if "nsteps" in parameters:
             parameters["nsteps"] = int(parameters["nsteps"])
         return original_set_integrator(self, name, **parameters)
 
-    def set_solout(self, solout):
-        return original_set_solout(self, lambda time, state, *extra: solout(time, state))
+    def solout(self, time, state, *appended_parameters):
+        return original_solout(self, time, state)
 
-    ode.set_integrator, ode.set_solout, ode._pidoc_patched = set_integrator, set_solout, True
+    _ode.ode.set_integrator, _ode.dopri5._solout, _ode._pidoc_patched = set_integrator, solout, True
 
 
 def sample_positions(population, concentration_w0, delta, half_mass_radius_pc, rng):
@@ -481,6 +493,7 @@ def make_cluster_maps(parameters, views, seeing_fwhm_arcsec, centre_offset_arcse
         delta = float(mass_segregation_delta(relaxation_times))
         half_mass_radius_pc = track_at(track, "half_mass_radius_pc", age_gyr)
         positions_pc, model = sample_positions(population, parameters.concentration_w0, delta, half_mass_radius_pc, rng)
+        delta = float(model.delta)
         total_mass_msun = float(population["mass_msun"].sum())
         total_luminosity_v_lsun = float(population["luminosity_v_lsun"].sum())
         for distance_kpc in distances_kpc:

@@ -1,0 +1,447 @@
+"""Train π-DOC's networks on a mock-cluster data set, with checkpoints that survive interruption.
+
+Run `python3 train_piDOC.py` to train both networks with the settings below (each one is also a
+command-line flag of the same name). The method, in the order the code follows it:
+
+1. Data. Each split of the data set (`make_mock_clusters.py`) holds log10 V-band flux maps
+   (N, 160, 160, 1) and the targets: log10 mass maps (N, 160, 160, 1) for the CED and
+   [distance kpc, age Gyr] (N, 2) for the CNN. Splits are loaded into RAM when they fit.
+2. Standardisation. Flux maps, mass maps and [distance, age] are standardised with the six
+   scalar constants of the training split, one shared mean and std for both columns of
+   [distance, age], as the original π-DOC does (Chardin & Bianchini 2021, hereafter CB21).
+3. Augmentation. The physics of a cluster is isotropic, so each training map is drawn through a
+   random element of the dihedral group (a 90° rotation k times, then an optional mirror), and
+   the mass map gets the same transform. The draws come from a seeded numpy Generator.
+4. Optimisation. Adam minimises the mean squared error on the standardised targets. The learning
+   rate drops by a factor after `plateau_patience` epochs without a lower validation loss.
+5. Bookkeeping. After every epoch: a row of the CSV log, the full training state (model and
+   optimiser in a `.keras` file, plus a JSON of counters and the Generator state) in the run
+   directory, and, when the validation loss is the lowest so far, the network exported to the
+   output directory as `{CED,CNN}.json` + `{CED,CNN}.weights.h5`. A run that finds a saved state
+   continues from it, so a time-limited or interrupted job is simply started again.
+
+Only backend-agnostic Keras 3 and numpy are used, so the same script trains under TensorFlow on
+a CPU and under `KERAS_BACKEND=jax` on a GPU.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+import networks
+import standardization
+
+# --- Settings (each is also a command-line flag) --------------------------------------------------
+DATA_DIRECTORY = "data"
+NETWORKS = ("ced", "cnn")
+OUTPUT_DIRECTORY = "trained_piDOC"
+RUNS_DIRECTORY = "runs"
+# The authors' weight files are CED_200.h5 and CNN_100.h5, which suggests 200 and 100 epochs.
+EPOCHS = {"ced": 200, "cnn": 100}
+BATCH_SIZE = 32
+LEARNING_RATE = 1e-3
+PLATEAU_FACTOR = 0.5
+PLATEAU_PATIENCE = 10
+MINIMUM_LEARNING_RATE = 1e-6
+MAX_MINUTES = None                  # wall-time budget of one invocation; None: no limit
+MAX_TRAINING_MAPS = None            # random subset of the training split; None: all maps
+MIXED_PRECISION = "float32"         # or "mixed_bfloat16"
+SEED = 2021
+
+MAP_SHAPE = (160, 160, 1)
+TARGETS = {"ced": ("mass.npy", MAP_SHAPE, "mass"), "cnn": ("distance_age.npy", (2,), "distance_age")}
+# A split is read into RAM when it needs less than this fraction of the machine's physical memory;
+# larger ones are memory-mapped and read batch by batch.
+IN_MEMORY_FRACTION = 0.5
+LOG_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "epoch_seconds", "maps_per_second")
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-directory", default=DATA_DIRECTORY, help="data set made by make_mock_clusters.py")
+    parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS), help="networks to train")
+    parser.add_argument("--output-directory", default=OUTPUT_DIRECTORY, help="where the best networks are exported")
+    parser.add_argument("--runs-directory", default=RUNS_DIRECTORY, help="training states and logs, one folder per network")
+    parser.add_argument("--epochs", type=int, default=None, help=f"total epochs, counting resumed ones (None: {EPOCHS})")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="maps per optimiser step")
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE, help="Adam's initial learning rate")
+    parser.add_argument("--plateau-factor", type=float, default=PLATEAU_FACTOR, help="learning-rate factor on a plateau")
+    parser.add_argument("--plateau-patience", type=int, default=PLATEAU_PATIENCE, help="epochs without a lower val_loss before a drop")
+    parser.add_argument("--minimum-learning-rate", type=float, default=MINIMUM_LEARNING_RATE, help="floor of the drops")
+    parser.add_argument("--max-minutes", type=float, default=MAX_MINUTES, help="wall-time budget of this invocation")
+    parser.add_argument("--max-training-maps", type=int, default=MAX_TRAINING_MAPS, help="random subset of the training maps")
+    parser.add_argument("--mixed-precision", choices=("float32", "mixed_bfloat16"), default=MIXED_PRECISION, help="Keras dtype policy")
+    parser.add_argument("--seed", type=int, default=SEED, help="seed of weights, dropout, shuffling and augmentation")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="require a saved state (without either flag, a saved state is continued if present)")
+    start.add_argument("--restart", action="store_true", help="ignore any saved state and start from scratch")
+    settings = parser.parse_args(argv)
+    positive = {"--epochs": settings.epochs, "--batch-size": settings.batch_size, "--learning-rate": settings.learning_rate,
+                "--plateau-patience": settings.plateau_patience, "--max-training-maps": settings.max_training_maps}
+    for flag, value in positive.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+    if not 0 < settings.plateau_factor < 1:
+        raise ValueError(f"--plateau-factor must lie between 0 and 1, got {settings.plateau_factor}")
+    return settings
+
+
+# --- 1. Data ---------------------------------------------------------------------------------------
+def load_split(split_directory, network, maximum_maps=None, seed=SEED):
+    """Load one split's flux maps and the network's targets: in RAM when they fit, else memory-mapped.
+
+    Parameters
+    ----------
+    split_directory : str or Path
+        A split folder such as `data/train/`.
+    network : {"ced", "cnn"}
+    maximum_maps : int or None
+        Keep a random subset of this many maps (drawn with `seed`), for quick runs.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        (flux, targets).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or a file is missing; ValueError if a shape is wrong (both name the file).
+    """
+    split_directory = Path(split_directory)
+    if not split_directory.is_dir():
+        raise FileNotFoundError(f"data split folder not found: {split_directory}")
+    target_file, target_shape, _ = TARGETS[network]
+    arrays = []
+    for file_name, shape in (("luminosity_V.npy", MAP_SHAPE), (target_file, target_shape)):
+        path = split_directory / file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        array = np.load(path, mmap_mode="r")
+        if array.shape[1:] != shape or len(array) == 0:
+            raise ValueError(f"{path} has shape {array.shape}, expected (N, {', '.join(map(str, shape))}) with N > 0")
+        arrays.append(array)
+    if len(arrays[0]) != len(arrays[1]):
+        raise ValueError(f"{split_directory}: luminosity_V.npy has {len(arrays[0])} maps but {target_file} has {len(arrays[1])}")
+    rows = np.arange(len(arrays[0]))
+    if maximum_maps is not None and maximum_maps < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), maximum_maps, replace=False))
+    needed_bytes = len(rows) * sum(array[:1].nbytes for array in arrays)
+    if needed_bytes < IN_MEMORY_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
+        return tuple(np.ascontiguousarray(array[rows]) for array in arrays)
+    if len(rows) < len(arrays[0]):
+        raise ValueError(f"{split_directory}: --max-training-maps {maximum_maps} maps do not fit in RAM")
+    return tuple(arrays)
+
+
+# --- 2 and 3. Standardised, augmented batches -------------------------------------------------------
+def dihedral_transform(image, rotations, mirror):
+    """Rotate an (H, W, C) image by 90° `rotations` times, then mirror it left-right if asked."""
+    image = np.rot90(image, rotations, axes=(0, 1))
+    return image[:, ::-1] if mirror else image
+
+
+class MapBatches(keras.utils.PyDataset):
+    """Batches of standardised (flux map, target); augmented and shuffled when given a Generator.
+
+    Parameters
+    ----------
+    flux, targets : numpy.ndarray
+        Unstandardised arrays of one split, (N, 160, 160, 1) and (N, 160, 160, 1) or (N, 2).
+    constants : dict
+        From `standardization.read_standardization`.
+    network : {"ced", "cnn"}
+    batch_size : int
+    generator : numpy.random.Generator or None
+        Draws the shuffling and the dihedral transforms; None gives the fixed validation order.
+    """
+
+    def __init__(self, flux, targets, constants, network, batch_size, generator=None):
+        super().__init__()
+        self.flux, self.targets, self.batch_size, self.generator = flux, targets, batch_size, generator
+        self.is_map_target = network == "ced"
+        key = TARGETS[network][2]
+        self.flux_mean, self.flux_std = constants["luminosity_mean"], constants["luminosity_std"]
+        self.target_mean, self.target_std = constants[f"{key}_mean"], constants[f"{key}_std"]
+        self.order = np.arange(len(flux))
+
+    def __len__(self):
+        return math.ceil(len(self.flux) / self.batch_size)
+
+    def shuffle(self):
+        """Draw a new order of the maps for the next epoch (training only)."""
+        if self.generator is not None:
+            self.order = self.generator.permutation(len(self.flux))
+
+    def __getitem__(self, index):
+        # Sorted rows read faster from a memory map; the order inside a batch does not matter.
+        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        flux = standardization.standardize(self.flux[rows], self.flux_mean, self.flux_std)
+        targets = standardization.standardize(self.targets[rows], self.target_mean, self.target_std)
+        if self.generator is not None:
+            rotations = self.generator.integers(0, 4, len(rows))
+            mirrors = self.generator.integers(0, 2, len(rows)).astype(bool)
+            flux = np.stack([dihedral_transform(*arguments) for arguments in zip(flux, rotations, mirrors)])
+            if self.is_map_target:
+                targets = np.stack([dihedral_transform(*arguments) for arguments in zip(targets, rotations, mirrors)])
+        return flux, targets
+
+
+def batches_ahead(batches):
+    """Yield every batch in order while a thread prepares the next one, so the model never waits."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        pending = executor.submit(batches.__getitem__, 0)
+        for index in range(len(batches)):
+            batch = pending.result()
+            if index + 1 < len(batches):
+                pending = executor.submit(batches.__getitem__, index + 1)
+            yield batch
+
+
+# --- 4. Model, optimiser and loss ----------------------------------------------------------------
+def build_compiled_network(network, learning_rate, seed):
+    """Build a network and compile it with Adam and the MSE loss, the optimiser's state created."""
+    model = getattr(networks, f"build_{network}")(seed=seed)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
+    # Building the optimiser's variables now lets `load_weights` restore its moments on resume.
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def optimizer_steps(model):
+    """Number of optimiser updates so far, read in a backend-agnostic way."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def dropout_random_states(model):
+    """The states of the dropout layers' random-seed generators, which `.keras` files leave out.
+
+    Restoring them on resume makes an interrupted run draw the same dropout masks, and so the same
+    weights, as an uninterrupted one.
+    """
+    return [variable for variable in model.variables if variable.name == "seed_generator_state"]
+
+
+def validation_loss(model, batches):
+    """Mean squared error over every map of the validation split (inference mode, no augmentation)."""
+    total = 0.0
+    for flux, targets in batches_ahead(batches):
+        total += float(model.test_on_batch(flux, targets)) * len(flux)
+    return total / len(batches.flux)
+
+
+# --- 5. Bookkeeping -------------------------------------------------------------------------------
+def export_network(model, network, output_directory):
+    """Export the weights in a float32, uncompiled copy of the network, as the original files were."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        exported = getattr(networks, f"build_{network}")()
+    finally:
+        keras.config.set_dtype_policy(policy)
+    exported.set_weights(model.get_weights())
+    name = network.upper()
+    output_directory.mkdir(parents=True, exist_ok=True)
+    networks.save_model(exported, output_directory / f"{name}.json", output_directory / f"{name}.weights.h5")
+
+
+def save_training_state(model, run_directory, state):
+    """Save model and optimiser under a new epoch-numbered name, then point the state JSON at it.
+
+    The JSON is replaced only once the checkpoint is complete, and old checkpoints are deleted only
+    after that, so an interruption at any moment leaves a consistent state to resume from.
+    """
+    checkpoint = f"checkpoint_epoch{state['epoch']:04d}.keras"
+    model.save(run_directory / "checkpoint.tmp.keras")
+    os.replace(run_directory / "checkpoint.tmp.keras", run_directory / checkpoint)
+    temporary = run_directory / "training_state.json.tmp"
+    temporary.write_text(json.dumps({**state, "checkpoint": checkpoint}, indent=1))
+    os.replace(temporary, run_directory / "training_state.json")
+    for old in run_directory.glob("checkpoint_epoch*.keras"):
+        if old.name != checkpoint:
+            old.unlink()
+
+
+def resume_or_start(model, generator, run_directory, settings):
+    """Load the saved training state into `model` and `generator`, or start a fresh state.
+
+    Returns
+    -------
+    state : dict
+        Counters of the run (see `save_training_state`); epoch 0 for a fresh start.
+    log_rows : list of dict
+        The CSV log rows up to the saved epoch.
+    """
+    state_path, log_path = run_directory / "training_state.json", run_directory / "training_log.csv"
+    if settings.resume and not state_path.exists():
+        raise FileNotFoundError(f"--resume: no saved training state at {state_path}")
+    if settings.restart or not state_path.exists():
+        # A fresh start forgets any old state first, so an interruption cannot resume the old run.
+        state_path.unlink(missing_ok=True)
+        return {"network": model.name, "epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "plateau_counter": 0,
+                "learning_rate": settings.learning_rate, "elapsed_seconds": 0.0}, []
+    state = json.loads(state_path.read_text())
+    model.load_weights(run_directory / state["checkpoint"])
+    model.optimizer.learning_rate = state["learning_rate"]
+    generator.bit_generator.state = state["generator_state"]
+    for variable, value in zip(dropout_random_states(model), state["dropout_random_states"]):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    changed = [key for key in ("data_directory", "batch_size", "max_training_maps", "mixed_precision", "seed")
+               if state["settings"].get(key) != getattr(settings, key)]
+    if changed:
+        print(f"{model.name}: warning: resuming with settings that differ from the saved run: {', '.join(changed)}")
+    print(f"{model.name}: resuming after epoch {state['epoch']} ({optimizer_steps(model)} optimiser steps) from {run_directory}")
+    # Rows of epochs after the checkpoint (left by an interruption while saving) are dropped.
+    log_rows = []
+    if log_path.exists():
+        with open(log_path, newline="") as log_file:
+            log_rows = [row for row in csv.DictReader(log_file) if int(row["epoch"]) <= state["epoch"]]
+    return state, log_rows
+
+
+def train_one_epoch(model, training, description):
+    """Run one pass over the training batches; return the mean loss, the maps seen and the seconds."""
+    start = time.perf_counter()
+    training.shuffle()
+    loss_sum, maps_done = 0.0, 0
+    with tqdm(total=len(training), desc=description, unit="batch", mininterval=1.0) as progress:
+        for flux, targets in batches_ahead(training):
+            loss_sum += float(model.train_on_batch(flux, targets)) * len(flux)
+            maps_done += len(flux)
+            progress.set_postfix(loss=f"{loss_sum / maps_done:.4g}", refresh=False)
+            progress.update()
+    return loss_sum / maps_done, maps_done, time.perf_counter() - start
+
+
+def train_network(network, settings, started=None):
+    """Train one network, continuing a saved state when there is one (see the module docstring).
+
+    Parameters
+    ----------
+    network : {"ced", "cnn"}
+    settings : argparse.Namespace
+        From `parse_arguments`.
+    started : float or None
+        `time.perf_counter()` at which the `--max-minutes` budget started; default now.
+
+    Returns
+    -------
+    tuple
+        (model after the last epoch run, training state as saved in `training_state.json`).
+    """
+    started = time.perf_counter() if started is None else started
+    name, epochs = network.upper(), settings.epochs or EPOCHS[network]
+    run_directory = Path(settings.runs_directory) / network
+    log_path = run_directory / "training_log.csv"
+    # The precision policy is global and must be set before any layer is built.
+    keras.config.set_dtype_policy(settings.mixed_precision)
+    keras.utils.set_random_seed(settings.seed)
+
+    data_directory = Path(settings.data_directory)
+    if not data_directory.is_dir():
+        raise FileNotFoundError(f"data set directory not found: {data_directory}")
+    constants = standardization.read_standardization(data_directory / "standardization_files")
+    generator = np.random.default_rng(settings.seed)
+    training = MapBatches(*load_split(data_directory / "train", network, settings.max_training_maps, settings.seed),
+                          constants, network, settings.batch_size, generator)
+    validation = MapBatches(*load_split(data_directory / "validation", network), constants, network, settings.batch_size)
+
+    model = build_compiled_network(network, settings.learning_rate, settings.seed)
+    state, log_rows = resume_or_start(model, generator, run_directory, settings)
+    run_directory.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", newline="") as log_file:
+        writer = csv.DictWriter(log_file, LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(log_rows)
+
+    longest_epoch = 0.0
+    while state["epoch"] < epochs:
+        # Stop before an epoch that would not end inside the budget, judged by the longest so far.
+        if settings.max_minutes is not None and 60 * settings.max_minutes - (time.perf_counter() - started) < longest_epoch:
+            print(f"{name}: stopped after epoch {state['epoch']} of {epochs} by --max-minutes; run again to resume")
+            break
+        epoch_start, epoch, learning_rate = time.perf_counter(), state["epoch"] + 1, state["learning_rate"]
+        loss, maps_done, training_seconds = train_one_epoch(model, training, f"{name} epoch {epoch}/{epochs}")
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{name}: the training loss became {loss} in epoch {epoch}; "
+                                     f"the last good state is in {run_directory}")
+        val_loss = validation_loss(model, validation)
+
+        # The best network and the learning-rate plateau are both judged on the validation loss.
+        if val_loss < state["best_val_loss"]:
+            state.update(best_val_loss=val_loss, best_epoch=epoch, plateau_counter=0)
+            export_network(model, network, Path(settings.output_directory))
+        elif state["plateau_counter"] + 1 >= settings.plateau_patience:
+            state.update(plateau_counter=0, learning_rate=max(learning_rate * settings.plateau_factor,
+                                                              settings.minimum_learning_rate))
+            model.optimizer.learning_rate = state["learning_rate"]
+        else:
+            state["plateau_counter"] += 1
+
+        epoch_seconds = time.perf_counter() - epoch_start
+        with open(log_path, "a", newline="") as log_file:
+            csv.DictWriter(log_file, LOG_COLUMNS).writerow(
+                {"epoch": epoch, "loss": loss, "val_loss": val_loss, "learning_rate": learning_rate,
+                 "epoch_seconds": round(epoch_seconds, 3),
+                 "maps_per_second": round(maps_done / training_seconds, 3)})
+        state.update(epoch=epoch, elapsed_seconds=state["elapsed_seconds"] + time.perf_counter() - epoch_start,
+                     optimizer_iterations=optimizer_steps(model), generator_state=generator.bit_generator.state,
+                     dropout_random_states=[keras.ops.convert_to_numpy(variable).tolist()
+                                            for variable in dropout_random_states(model)],
+                     settings=vars(settings))
+        save_training_state(model, run_directory, state)
+        longest_epoch = max(longest_epoch, time.perf_counter() - epoch_start)
+        tqdm.write(f"{name} epoch {epoch}: loss {loss:.4g}, val_loss {val_loss:.4g} (best {state['best_val_loss']:.4g} "
+                   f"at epoch {state['best_epoch']}), learning rate {learning_rate:.3g}, {epoch_seconds:.1f} s")
+    if state["epoch"] > 0:
+        plot_learning_curves([log_path], run_directory / "learning_curves.png")
+    return model, state
+
+
+def plot_learning_curves(csv_paths, png_path):
+    """Plot loss and val_loss against epoch (log scale) from one or more training logs into a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for index, csv_path in enumerate(map(Path, csv_paths)):
+        with open(csv_path, newline="") as log_file:
+            rows = list(csv.DictReader(log_file))
+        if not rows:
+            continue
+        epochs = [int(row["epoch"]) for row in rows]
+        label = csv_path.parent.name.upper()
+        axis.plot(epochs, [float(row["loss"]) for row in rows], color=f"C{index}", label=f"{label} training")
+        axis.plot(epochs, [float(row["val_loss"]) for row in rows], color=f"C{index}", linestyle="--", label=f"{label} validation")
+    axis.set_yscale("log")
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("MSE of standardised targets")
+    axis.legend()
+    figure.tight_layout()
+    png_path = Path(png_path)
+    temporary = png_path.with_name(png_path.stem + ".tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    os.replace(temporary, png_path)
+
+
+def main(argv=None):
+    settings = parse_arguments(argv)
+    started = time.perf_counter()
+    for network in settings.networks:
+        train_network(network, settings, started)
+
+
+if __name__ == "__main__":
+    main()
