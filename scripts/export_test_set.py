@@ -1,0 +1,67 @@
+"""Export π-DOC's committed 100-map test set from a generated test split, and write the manifest.
+
+The test split of `make_mock_clusters.py` holds clusters the networks never saw, each snapshot
+observed at CB21's four distances. This script draws (with a seeded generator) 25 snapshots and
+keeps all four distances of each, so the committed set has 25 maps at each of 15, 30, 60, 80 kpc
+with ages across 0-14 Gyr, in the original's file names, shapes and units. It then writes
+MANIFEST.sha256 for the committed weights, standardisation constants and test maps.
+
+Usage: python3 scripts/export_test_set.py [TEST_SPLIT_DIRECTORY]
+"""
+import csv
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TEST_SPLIT_DIRECTORY = PROJECT_ROOT / "data" / "test"
+INPUT_DIRECTORY = PROJECT_ROOT / "input_files"
+SNAPSHOTS = 25
+SEED = 2021
+MANIFEST_FOLDERS = ("trained_piDOC", "input_files")
+
+
+def save_atomically(path, array):
+    temporary = path.with_name(path.stem + ".tmp.npy")
+    np.save(temporary, array)
+    os.replace(temporary, path)
+
+
+def export_test_set(split_directory, output_directory):
+    rows = list(csv.DictReader(open(split_directory / "metadata.csv")))
+    snapshots = sorted({(row["cluster_id"], row["snapshot"]) for row in rows})
+    chosen = np.random.default_rng(SEED).choice(len(snapshots), SNAPSHOTS, replace=False)
+    chosen_snapshots = {snapshots[index] for index in chosen}
+    indices = [int(row["map_index"]) for row in rows if (row["cluster_id"], row["snapshot"]) in chosen_snapshots]
+    for source, target in (("luminosity_V.npy", "luminosity_V_testset.npy"), ("mass.npy", "mass_testset.npy"),
+                           ("distance_age.npy", "distance_age_testset.npy")):
+        save_atomically(output_directory / target, np.load(split_directory / source, mmap_mode="r")[indices])
+    temporary = output_directory / "testset_metadata.csv.tmp"
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[index] for index in indices)
+    os.replace(temporary, output_directory / "testset_metadata.csv")
+    return len(indices)
+
+
+def write_manifest(project_root):
+    lines = []
+    for folder in MANIFEST_FOLDERS:
+        for path in sorted((project_root / folder).rglob("*")):
+            if path.is_file() and ".tmp" not in path.name:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                lines.append(f"{digest}  {path.relative_to(project_root)}")
+    temporary = project_root / "MANIFEST.sha256.tmp"
+    temporary.write_text("\n".join(lines) + "\n")
+    os.replace(temporary, project_root / "MANIFEST.sha256")
+    return len(lines)
+
+
+if __name__ == "__main__":
+    split_directory = Path(sys.argv[1]) if len(sys.argv) > 1 else TEST_SPLIT_DIRECTORY
+    print(f"exported {export_test_set(split_directory, INPUT_DIRECTORY)} maps to {INPUT_DIRECTORY}")
+    print(f"manifest: {write_manifest(PROJECT_ROOT)} files in MANIFEST.sha256")
