@@ -10,24 +10,20 @@ Usage: python3 scripts/export_test_set.py [TEST_SPLIT_DIRECTORY]
 """
 import csv
 import hashlib
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from functions import replace_atomically, save_array, save_text  # noqa: E402
 TEST_SPLIT_DIRECTORY = PROJECT_ROOT / "data" / "test"
 INPUT_DIRECTORY = PROJECT_ROOT / "input_files"
 SNAPSHOTS = 25
 SEED = 2021
 MANIFEST_FOLDERS = ("trained_piDOC", "input_files")
-
-
-def save_atomically(path, array):
-    temporary = path.with_name(path.stem + ".tmp.npy")
-    np.save(temporary, array)
-    os.replace(temporary, path)
 
 
 def export_test_set(split_directory, output_directory):
@@ -38,13 +34,15 @@ def export_test_set(split_directory, output_directory):
     indices = [int(row["map_index"]) for row in rows if (row["cluster_id"], row["snapshot"]) in chosen_snapshots]
     for source, target in (("luminosity_V.npy", "luminosity_V_testset.npy"), ("mass.npy", "mass_testset.npy"),
                            ("distance_age.npy", "distance_age_testset.npy")):
-        save_atomically(output_directory / target, np.load(split_directory / source, mmap_mode="r")[indices])
-    temporary = output_directory / "testset_metadata.csv.tmp"
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows[index] for index in indices)
-    os.replace(temporary, output_directory / "testset_metadata.csv")
+        save_array(output_directory / target, np.load(split_directory / source, mmap_mode="r")[indices])
+
+    def write_metadata(temporary_path):
+        with open(temporary_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows[index] for index in indices)
+
+    replace_atomically(output_directory / "testset_metadata.csv", write_metadata)
     return len(indices)
 
 
@@ -55,9 +53,7 @@ def write_manifest(project_root):
             if path.is_file() and ".tmp" not in path.name:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 lines.append(f"{digest}  {path.relative_to(project_root)}")
-    temporary = project_root / "MANIFEST.sha256.tmp"
-    temporary.write_text("\n".join(lines) + "\n")
-    os.replace(temporary, project_root / "MANIFEST.sha256")
+    save_text(project_root / "MANIFEST.sha256", "\n".join(lines) + "\n")
     return len(lines)
 
 
