@@ -37,6 +37,11 @@ STARS = 50_000                       # N0 of CB21's N-body runs
 TRAINING_CLUSTERS = 500
 VALIDATION_CLUSTERS = 40
 TEST_CLUSTERS = 60
+# The calibration split of the uncertainty module (`calibrate_piDOC.py`): clusters seen by neither
+# network, observed like the test split (CB21's four distances, ages uniform in 0–14 Gyr), so that
+# the calibration and test clusters are exchangeable, which is what conformal coverage rests on.
+CALIBRATION_CLUSTERS = 300
+CALIBRATION_SNAPSHOTS_PER_CLUSTER = 2
 SNAPSHOTS_PER_CLUSTER = 3            # ages per cluster, each drawn uniformly in AGE_RANGE_GYR
 TEST_SNAPSHOTS_PER_CLUSTER = 5
 VIEWS_PER_SNAPSHOT = 8               # training/validation: random projection and distance per view
@@ -46,9 +51,11 @@ TEST_DISTANCES_KPC = (15.0, 30.0, 60.0, 80.0)  # CB21's test distances, exactly
 SEEING_FWHM_ARCSEC = 2.5
 CENTRE_OFFSET_ARCSEC = 1.0
 WORKERS = os.cpu_count()
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "calibration")
 
-SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+SPLIT_CODES = {"train": 0, "validation": 1, "test": 2, "calibration": 3}
+# Splits observed at the fixed test distances (CB21's test design) rather than at random distances.
+FIXED_DISTANCE_SPLITS = ("test", "calibration")
 # Cluster ids are unique across splits: the split's code times this offset plus the running index.
 CLUSTER_ID_OFFSET = 1_000_000
 
@@ -61,8 +68,10 @@ def parse_arguments(argv):
     parser.add_argument("--training-clusters", type=int, default=TRAINING_CLUSTERS)
     parser.add_argument("--validation-clusters", type=int, default=VALIDATION_CLUSTERS)
     parser.add_argument("--test-clusters", type=int, default=TEST_CLUSTERS)
+    parser.add_argument("--calibration-clusters", type=int, default=CALIBRATION_CLUSTERS)
     parser.add_argument("--snapshots-per-cluster", type=int, default=SNAPSHOTS_PER_CLUSTER)
     parser.add_argument("--test-snapshots-per-cluster", type=int, default=TEST_SNAPSHOTS_PER_CLUSTER)
+    parser.add_argument("--calibration-snapshots-per-cluster", type=int, default=CALIBRATION_SNAPSHOTS_PER_CLUSTER)
     parser.add_argument("--views-per-snapshot", type=int, default=VIEWS_PER_SNAPSHOT)
     parser.add_argument("--age-range-gyr", type=float, nargs=2, default=AGE_RANGE_GYR)
     parser.add_argument("--training-distance-range-kpc", type=float, nargs=2, default=TRAINING_DISTANCE_RANGE_KPC)
@@ -84,10 +93,11 @@ def check_settings(settings):
             raise ValueError(f"unknown split '{split}' in --splits; choose from {sorted(SPLIT_CODES)}")
     if settings.stars < 1:
         raise ValueError(f"--stars (N0) must be at least 1, got {settings.stars}")
-    for name in ("training_clusters", "validation_clusters", "test_clusters"):
+    for name in ("training_clusters", "validation_clusters", "test_clusters", "calibration_clusters"):
         if getattr(settings, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(settings, name)}")
-    for name in ("snapshots_per_cluster", "test_snapshots_per_cluster", "views_per_snapshot", "workers"):
+    for name in ("snapshots_per_cluster", "test_snapshots_per_cluster", "calibration_snapshots_per_cluster",
+                 "views_per_snapshot", "workers"):
         if getattr(settings, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(settings, name)}")
     low_age, high_age = settings.age_range_gyr
@@ -113,8 +123,8 @@ def cluster_plan(settings, split, cluster_index):
     seed = int(np.random.SeedSequence([settings.seed, split_code, cluster_index]).generate_state(1)[0])
     parameters = mock_clusters.draw_cluster_parameters(split_code * CLUSTER_ID_OFFSET + cluster_index, seed, priors_from(settings))
     rng = np.random.default_rng([seed, 2])
-    if split == "test":
-        ages = rng.uniform(*settings.age_range_gyr, settings.test_snapshots_per_cluster)
+    if split in FIXED_DISTANCE_SPLITS:
+        ages = rng.uniform(*settings.age_range_gyr, fixed_distance_snapshots(settings, split))
         views = [(float(age), [float(distance) for distance in settings.test_distances_kpc]) for age in ages]
     else:
         ages = rng.uniform(*settings.age_range_gyr, settings.snapshots_per_cluster)
@@ -123,15 +133,19 @@ def cluster_plan(settings, split, cluster_index):
     return parameters, views
 
 
+def fixed_distance_snapshots(settings, split):
+    return {"test": settings.test_snapshots_per_cluster, "calibration": settings.calibration_snapshots_per_cluster}[split]
+
+
 def maps_per_cluster(settings, split):
-    if split == "test":
-        return settings.test_snapshots_per_cluster * len(settings.test_distances_kpc)
+    if split in FIXED_DISTANCE_SPLITS:
+        return fixed_distance_snapshots(settings, split) * len(settings.test_distances_kpc)
     return settings.snapshots_per_cluster * settings.views_per_snapshot
 
 
 def clusters_in(settings, split):
     return {"train": settings.training_clusters, "validation": settings.validation_clusters,
-            "test": settings.test_clusters}[split]
+            "test": settings.test_clusters, "calibration": settings.calibration_clusters}[split]
 
 
 # --- Workers: each process loads a stellar table once per metallicity -----------------------------

@@ -27,10 +27,11 @@ def main():
     with tempfile.TemporaryDirectory() as directory:
         # The stellar tables are built (or read from the cache) before the clock starts.
         make_mock_clusters.main(["--output-directory", directory + "/warm", "--training-clusters", "1",
-                                 "--validation-clusters", "0", "--test-clusters", "0", "--workers", "1"])
+                                 "--validation-clusters", "0", "--test-clusters", "0", "--calibration-clusters", "0", "--workers", "1"])
         start = time.perf_counter()
         make_mock_clusters.main(["--output-directory", directory + "/timed", "--training-clusters", str(clusters),
-                                 "--validation-clusters", "0", "--test-clusters", "0", "--workers", str(workers),
+                                 "--validation-clusters", "0", "--test-clusters", "0", "--calibration-clusters", "0",
+                                 "--workers", str(workers),
                                  "--seed", "12345"])
         elapsed = time.perf_counter() - start
     maps = clusters * make_mock_clusters.SNAPSHOTS_PER_CLUSTER * make_mock_clusters.VIEWS_PER_SNAPSHOT

@@ -1,5 +1,6 @@
 """Physics and bookkeeping of the mock-cluster generator, at tiny sizes."""
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import mock_clusters
 TINY_FLAGS = [
     "--stars", "2000", "--training-clusters", "2", "--validation-clusters", "1", "--test-clusters", "1",
     "--snapshots-per-cluster", "1", "--test-snapshots-per-cluster", "1", "--views-per-snapshot", "2",
+    "--calibration-clusters", "1", "--calibration-snapshots-per-cluster", "1",
     "--age-range-gyr", "0.05", "0.3", "--workers", "1", "--coarse-stellar-tables", "--seed", "7",
 ]
 
@@ -111,7 +113,7 @@ def tiny_data_set(tmp_path_factory):
 def test_tiny_data_set_has_the_pidoc_layout(tiny_data_set):
     import csv
 
-    for split, maps in (("train", 4), ("validation", 2), ("test", 4)):
+    for split, maps in (("train", 4), ("validation", 2), ("test", 4), ("calibration", 4)):
         log_flux = np.load(tiny_data_set / split / "luminosity_V.npy")
         log_mass = np.load(tiny_data_set / split / "mass.npy")
         labels = np.load(tiny_data_set / split / "distance_age.npy")
@@ -123,8 +125,9 @@ def test_tiny_data_set_has_the_pidoc_layout(tiny_data_set):
         assert len(rows) == maps
         # The metadata's distance and age are the labels.
         np.testing.assert_allclose([[float(r["distance_kpc"]), float(r["age_gyr"])] for r in rows], labels, rtol=1e-6)
-    test_labels = np.load(tiny_data_set / "test" / "distance_age.npy")
-    assert sorted(set(test_labels[:, 0].tolist())) == [15.0, 30.0, 60.0, 80.0]
+    for split in ("test", "calibration"):
+        labels = np.load(tiny_data_set / split / "distance_age.npy")
+        assert sorted(set(labels[:, 0].tolist())) == [15.0, 30.0, 60.0, 80.0]
     train_distances = np.load(tiny_data_set / "train" / "distance_age.npy")[:, 0]
     assert np.all((train_distances >= 10.0) & (train_distances <= 90.0))
 
@@ -133,12 +136,11 @@ def test_no_cluster_is_in_two_splits(tiny_data_set):
     import csv
 
     clusters = {}
-    for split in ("train", "validation", "test"):
+    for split in ("train", "validation", "test", "calibration"):
         rows = list(csv.DictReader(open(tiny_data_set / split / "metadata.csv")))
         clusters[split] = {(row["cluster_id"], row["seed"]) for row in rows}
-    assert not clusters["train"] & clusters["validation"]
-    assert not clusters["train"] & clusters["test"]
-    assert not clusters["validation"] & clusters["test"]
+    for first, second in itertools.combinations(clusters, 2):
+        assert not clusters[first] & clusters[second], (first, second)
     seeds = [seed for split in clusters.values() for _, seed in split]
     assert len(seeds) == len(set(seeds))
 
