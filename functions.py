@@ -318,15 +318,33 @@ def bfloat16_copy_of_mass_network(network):
     return copy
 
 
+def standardization_directory_for(pathtrained, standardization_directory):
+    """The folder of standardisation constants that belongs with the networks in `pathtrained`.
+
+    A model folder may carry its own constants beside its weights, in
+    `<pathtrained>/standardization_files/` (the general model, `trained_piDOC/general/`, does): a
+    network only makes sense on inputs standardised the way it was trained, so those win. Otherwise
+    `standardization_directory` is used (the reproduction keeps its constants in `input_files/`, as
+    the original π-DOC did).
+    """
+    beside_weights = Path(pathtrained) / STANDARDIZATION_SUBDIRECTORY
+    return beside_weights if beside_weights.is_dir() else Path(standardization_directory)
+
+
 def load_piDOC(pathtrained, standardization_directory):
     """Read the standardisation constants and both trained networks, checking every file.
+
+    The constants come from `<pathtrained>/standardization_files/` when that folder exists, else from
+    `standardization_directory` (see `standardization_directory_for`).
 
     Returns
     -------
     dict
         "constants" (see `standardization.read_standardization`), "mass_network" (CED, in
-        `MASS_NETWORK_COMPUTE_DTYPE`) and "distance_age_network" (CNN).
+        `MASS_NETWORK_COMPUTE_DTYPE`), "distance_age_network" (CNN) and "standardization_directory"
+        (the folder the constants were read from).
     """
+    standardization_directory = standardization_directory_for(pathtrained, standardization_directory)
     constants = standardization.read_standardization(standardization_directory)
     mass_network = load_network(pathtrained, "CED")
     if MASS_NETWORK_COMPUTE_DTYPE == "bfloat16":
@@ -337,6 +355,7 @@ def load_piDOC(pathtrained, standardization_directory):
         "constants": constants,
         "mass_network": mass_network,
         "distance_age_network": load_network(pathtrained, "CNN"),
+        "standardization_directory": str(standardization_directory),
     }
 
 
@@ -390,7 +409,8 @@ def make_predictions(pathtrained, pathinput, pathprediction, L_testset):
     pathtrained : str or Path
         Folder of the trained networks (CED and CNN; see `load_network`).
     pathinput : str or Path
-        Folder whose `standardization_files/` holds the six training-set constants.
+        Folder whose `standardization_files/` holds the six training-set constants; constants stored
+        beside the weights, in `<pathtrained>/standardization_files/`, take precedence.
     pathprediction : str or Path
         Output folder (created if needed): `predictionM.npy`, (N, 160, 160, 1) log10 M☉ per pixel,
         and `predictiondistance_age.npy`, (N, 2) [distance kpc, age Gyr].
