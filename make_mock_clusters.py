@@ -12,12 +12,24 @@ Layout of a split folder (the conventions of CB21's input files):
     distance_age.npy   (N, 2) float32            [distance kpc, age Gyr]
     metadata.csv       one row per map: cluster id, seed, projection, physical parameters, M/L_V
 OUTPUT_DIRECTORY/standardization_files/ holds the six scalar constants of the training split.
+
+Presets (`--preset`): `cb21` (default) is CB21's domain, N0 = 5×10⁴ stars, with the settings below;
+`milky-way` spans the masses, sizes and concentrations of real Milky Way globular clusters (N0
+log-uniform 5×10⁴–3.5×10⁶, present-day masses ~10⁴–10⁶ M☉ at 10–14 Gyr; `PRESETS` cites the
+catalogue values). A flag given on the command line overrides the preset's value.
+
+Engine: clusters run as tasks on dask.distributed, a LocalCluster of `--workers` processes by
+default, or the workers of a running scheduler with `--scheduler ADDRESS` (for example one started
+by dask-jobqueue on a batch system; its workers need this folder on their Python path and the stellar
+table cache, `--stellar-table-cache`, on a shared file system). `--workers 1` without a scheduler runs
+in this process. Each cluster draws from its own seed, so the bytes do not depend on the number of
+workers or the order in which tasks finish, and the main process alone writes the output files.
 """
 import argparse
 import csv
-import dataclasses
+import functools
 import json
-import multiprocessing
+import logging
 import os
 import sys
 import time
@@ -52,6 +64,71 @@ SEEING_FWHM_ARCSEC = 2.5
 CENTRE_OFFSET_ARCSEC = 1.0
 WORKERS = os.cpu_count()
 SPLITS = ("train", "validation", "test", "calibration")
+SCHEDULER = None                     # address of a running dask scheduler; None: a LocalCluster
+PRESET = "cb21"
+
+# Priors of the initial conditions; CB21's (N0 = 5×10⁴) as in docs/mock_clusters.md.
+STARS_RANGE = None                   # (N0 low, N0 high), log-uniform; None: every cluster has --stars
+INITIAL_HALF_MASS_RADIUS_RANGE_PC = (0.5, 1.5)
+GALACTOCENTRIC_RADIUS_RANGE_KPC = (10.0, 30.0)
+METALLICITY_FEH_VALUES = (-2.0, -1.5)
+CONCENTRATION_W0_RANGE = (5.0, 7.5)
+LOG_UNIFORM_RADII = False
+TEST_AGE_RANGE_GYR = None            # ages of the test and calibration snapshots; None: --age-range-gyr
+
+# The values of every preset-dependent setting. `cb21` repeats the settings above. `milky-way` is
+# made to look like the Milky Way's globular clusters today, at 10–14 Gyr:
+# - N0 log-uniform 5×10⁴–3.5×10⁶: with cBHBd (measured here, r_h0 0.3–1 pc, r_g 4–30 kpc) a cluster
+#   keeps ≈ 0.5 of its initial mass (0.574 M☉ per star) when it survives, so present-day masses run
+#   from ~4×10³ (N0 = 5×10⁴ near the bulge) to ~10⁶ M☉, the range of Baumgardt & Hilker (2018,
+#   MNRAS 478, 1520; 10⁴–10⁶ M☉, median ≈ 10⁵ M☉); the low end overlaps CB21's domain.
+# - r_h0 log-uniform 0.3–1 pc: cBHBd's BH-driven expansion takes them to r_h ≈ 2–6 pc (3-D half-mass)
+#   at 12 Gyr, as the Milky Way's (Harris 1996, 2010 edition: projected half-light radius median
+#   ≈ 3 pc, i.e. ≈ 4 pc in 3-D; Baumgardt & Hilker 2018 half-mass radii mostly 2–10 pc). Larger r_h0
+#   give 8–20 pc for massive clusters, larger than any massive Milky Way cluster.
+# - r_g log-uniform 4–30 kpc: the bulk of the halo clusters' Galactocentric radii in Harris (2010);
+#   inside 4 kpc low-N0 clusters dissolve before 12 Gyr in cBHBd.
+# - W0 uniform 5–8: King concentrations c = log10(r_t / r_c) ≈ 1.0–1.8, the bulk of Harris (2010)
+#   (median c ≈ 1.5, W0 ≈ 7); core-collapsed clusters (c = 2.5) are left out because a lowered
+#   isothermal model does not describe them.
+# - [Fe/H] ∈ {−2.2, −2.0, −1.75, −1.5}: the metal-poor half of Harris (2010) (peak at −1.6, lowest
+#   −2.4). Excluded: [Fe/H] ≥ −1.0 (the metal-rich, bulge/disc peak at −0.6), because SSE turns
+#   [Fe/H] = −1.0 giants into naked helium stars after 13.3 Gyr and L_V drops by 34 %
+#   (docs/mock_clusters.md), and below −2.3, outside SSE's range (Z ≥ 10⁻⁴).
+# - Ages 0–14 Gyr for training (the CNN must know young clusters too), 10–14 Gyr for the test and
+#   calibration snapshots, the ages of real globular clusters (Marín-Franch et al. 2009), where the
+#   mass decades are present-day masses.
+# - Distances: training continuous 5–90 kpc (Milky Way clusters lie at 2–120 kpc from the Sun,
+#   Harris 2010, most within 5–90); test at 10, 15, 30, 60 and 80 kpc (CB21's four plus 10 kpc).
+# - One snapshot of 20 views per cluster (≥ 1,000 clusters → ≥ 20,000 maps): many initial conditions
+#   teach more than many views of few clusters, and the cost of a cluster is mostly per snapshot.
+PRESETS = {
+    "cb21": {
+        "stars": STARS, "stars_range": STARS_RANGE,
+        "initial_half_mass_radius_range_pc": INITIAL_HALF_MASS_RADIUS_RANGE_PC,
+        "galactocentric_radius_range_kpc": GALACTOCENTRIC_RADIUS_RANGE_KPC,
+        "metallicity_feh_values": METALLICITY_FEH_VALUES, "concentration_w0_range": CONCENTRATION_W0_RANGE,
+        "log_uniform_radii": LOG_UNIFORM_RADII,
+        "training_clusters": TRAINING_CLUSTERS, "validation_clusters": VALIDATION_CLUSTERS,
+        "test_clusters": TEST_CLUSTERS, "calibration_clusters": CALIBRATION_CLUSTERS,
+        "snapshots_per_cluster": SNAPSHOTS_PER_CLUSTER, "test_snapshots_per_cluster": TEST_SNAPSHOTS_PER_CLUSTER,
+        "calibration_snapshots_per_cluster": CALIBRATION_SNAPSHOTS_PER_CLUSTER,
+        "views_per_snapshot": VIEWS_PER_SNAPSHOT, "age_range_gyr": AGE_RANGE_GYR,
+        "test_age_range_gyr": TEST_AGE_RANGE_GYR,
+        "training_distance_range_kpc": TRAINING_DISTANCE_RANGE_KPC, "test_distances_kpc": TEST_DISTANCES_KPC,
+    },
+    "milky-way": {
+        "stars": STARS, "stars_range": (50_000, 3_500_000),
+        "initial_half_mass_radius_range_pc": (0.3, 1.0),
+        "galactocentric_radius_range_kpc": (4.0, 30.0),
+        "metallicity_feh_values": (-2.2, -2.0, -1.75, -1.5), "concentration_w0_range": (5.0, 8.0),
+        "log_uniform_radii": True,
+        "training_clusters": 1000, "validation_clusters": 50, "test_clusters": 130, "calibration_clusters": 300,
+        "snapshots_per_cluster": 1, "test_snapshots_per_cluster": 1, "calibration_snapshots_per_cluster": 1,
+        "views_per_snapshot": 20, "age_range_gyr": (0.0, 14.0), "test_age_range_gyr": (10.0, 14.0),
+        "training_distance_range_kpc": (5.0, 90.0), "test_distances_kpc": (10.0, 15.0, 30.0, 60.0, 80.0),
+    },
+}
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2, "calibration": 3}
 # Splits observed at the fixed test distances (CB21's test design) rather than at random distances.
@@ -62,28 +139,48 @@ CLUSTER_ID_OFFSET = 1_000_000
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default=PRESET, help=f"priors and split sizes: {', '.join(PRESETS)}")
     parser.add_argument("--output-directory", default=OUTPUT_DIRECTORY)
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--stars", type=int, default=STARS, help="N0, stars at t = 0")
-    parser.add_argument("--training-clusters", type=int, default=TRAINING_CLUSTERS)
-    parser.add_argument("--validation-clusters", type=int, default=VALIDATION_CLUSTERS)
-    parser.add_argument("--test-clusters", type=int, default=TEST_CLUSTERS)
-    parser.add_argument("--calibration-clusters", type=int, default=CALIBRATION_CLUSTERS)
-    parser.add_argument("--snapshots-per-cluster", type=int, default=SNAPSHOTS_PER_CLUSTER)
-    parser.add_argument("--test-snapshots-per-cluster", type=int, default=TEST_SNAPSHOTS_PER_CLUSTER)
-    parser.add_argument("--calibration-snapshots-per-cluster", type=int, default=CALIBRATION_SNAPSHOTS_PER_CLUSTER)
-    parser.add_argument("--views-per-snapshot", type=int, default=VIEWS_PER_SNAPSHOT)
-    parser.add_argument("--age-range-gyr", type=float, nargs=2, default=AGE_RANGE_GYR)
-    parser.add_argument("--training-distance-range-kpc", type=float, nargs=2, default=TRAINING_DISTANCE_RANGE_KPC)
-    parser.add_argument("--test-distances-kpc", type=float, nargs="+", default=TEST_DISTANCES_KPC)
+    # Flags whose default comes from the preset (None here, filled in by `apply_preset`).
+    parser.add_argument("--stars", type=int, help="N0, stars at t = 0")
+    parser.add_argument("--stars-range", type=int, nargs=2, help="N0 log-uniform between these (overrides --stars)")
+    parser.add_argument("--initial-half-mass-radius-range-pc", type=float, nargs=2)
+    parser.add_argument("--galactocentric-radius-range-kpc", type=float, nargs=2)
+    parser.add_argument("--metallicity-feh-values", type=float, nargs="+")
+    parser.add_argument("--concentration-w0-range", type=float, nargs=2)
+    parser.add_argument("--log-uniform-radii", action="store_const", const=True, help="r_h0 and r_g log-uniform")
+    parser.add_argument("--training-clusters", type=int)
+    parser.add_argument("--validation-clusters", type=int)
+    parser.add_argument("--test-clusters", type=int)
+    parser.add_argument("--calibration-clusters", type=int)
+    parser.add_argument("--snapshots-per-cluster", type=int)
+    parser.add_argument("--test-snapshots-per-cluster", type=int)
+    parser.add_argument("--calibration-snapshots-per-cluster", type=int)
+    parser.add_argument("--views-per-snapshot", type=int)
+    parser.add_argument("--age-range-gyr", type=float, nargs=2)
+    parser.add_argument("--test-age-range-gyr", type=float, nargs=2, help="ages of test/calibration snapshots")
+    parser.add_argument("--training-distance-range-kpc", type=float, nargs=2)
+    parser.add_argument("--test-distances-kpc", type=float, nargs="+")
     parser.add_argument("--seeing-fwhm-arcsec", type=float, default=SEEING_FWHM_ARCSEC)
     parser.add_argument("--centre-offset-arcsec", type=float, default=CENTRE_OFFSET_ARCSEC)
-    parser.add_argument("--workers", type=int, default=WORKERS)
+    parser.add_argument("--workers", type=int, default=WORKERS, help="LocalCluster processes; 1: in this process")
+    parser.add_argument("--scheduler", default=SCHEDULER, help="address of a running dask scheduler to join")
     parser.add_argument("--splits", nargs="+", default=SPLITS)
     parser.add_argument("--stellar-table-cache", default=None, help="folder of cached stellar tables")
     parser.add_argument("--coarse-stellar-tables", action="store_true", help="small tables, for tests only")
     parser.add_argument("--preview", default=None, help="also write a PNG mosaic of one cluster here")
-    return parser.parse_args(argv)
+    return apply_preset(parser.parse_args(argv))
+
+
+def apply_preset(settings):
+    """Fill every preset-dependent setting the command line left unset from `PRESETS[--preset]`."""
+    if settings.preset not in PRESETS:
+        raise ValueError(f"unknown --preset '{settings.preset}'; choose from {sorted(PRESETS)}")
+    for key, value in PRESETS[settings.preset].items():
+        if getattr(settings, key) is None:
+            setattr(settings, key, list(value) if isinstance(value, tuple) else value)
+    return settings
 
 
 def check_settings(settings):
@@ -93,6 +190,22 @@ def check_settings(settings):
             raise ValueError(f"unknown split '{split}' in --splits; choose from {sorted(SPLIT_CODES)}")
     if settings.stars < 1:
         raise ValueError(f"--stars (N0) must be at least 1, got {settings.stars}")
+    if settings.stars_range is not None and not 1 <= settings.stars_range[0] <= settings.stars_range[1]:
+        raise ValueError(f"--stars-range (N0) must be ordered and at least 1, got {settings.stars_range}")
+    ranges = {"--initial-half-mass-radius-range-pc": settings.initial_half_mass_radius_range_pc,
+              "--galactocentric-radius-range-kpc": settings.galactocentric_radius_range_kpc}
+    for flag, (low, high) in ranges.items():
+        if not 0 < low <= high:
+            raise ValueError(f"{flag} must be positive and ordered, got {[low, high]}")
+    low_w0, high_w0 = settings.concentration_w0_range
+    # limepy's lowered isothermal models need W0 > 0; above ~12 they are near-isothermal and the
+    # multimass iteration fails to converge.
+    if not 0 < low_w0 <= high_w0 <= 12:
+        raise ValueError(f"--concentration-w0-range must lie in (0, 12] and be ordered, got {settings.concentration_w0_range}")
+    for metallicity_feh in settings.metallicity_feh_values:
+        if not stellar_evolution.MINIMUM_METALLICITY_FEH - 1e-9 <= metallicity_feh <= stellar_evolution.MAXIMUM_METALLICITY_FEH + 1e-9:
+            raise ValueError(f"--metallicity-feh-values: {metallicity_feh} is outside SSE's range "
+                             f"[{stellar_evolution.MINIMUM_METALLICITY_FEH:.2f}, {stellar_evolution.MAXIMUM_METALLICITY_FEH:.2f}]")
     for name in ("training_clusters", "validation_clusters", "test_clusters", "calibration_clusters"):
         if getattr(settings, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(settings, name)}")
@@ -100,9 +213,9 @@ def check_settings(settings):
                  "views_per_snapshot", "workers"):
         if getattr(settings, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(settings, name)}")
-    low_age, high_age = settings.age_range_gyr
-    if not 0.0 <= low_age <= high_age <= mock_clusters.MAXIMUM_AGE_GYR:
-        raise ValueError(f"--age-range-gyr must lie within [0, 14] Gyr and be ordered, got {settings.age_range_gyr}")
+    for flag, age_range in (("--age-range-gyr", settings.age_range_gyr), ("--test-age-range-gyr", settings.test_age_range_gyr)):
+        if age_range is not None and not 0.0 <= age_range[0] <= age_range[1] <= mock_clusters.MAXIMUM_AGE_GYR:
+            raise ValueError(f"{flag} must lie within [0, 14] Gyr and be ordered, got {age_range}")
     distances = list(settings.training_distance_range_kpc) + list(settings.test_distances_kpc)
     if min(distances) <= 0:
         raise ValueError(f"distances must be positive: --training-distance-range-kpc "
@@ -113,8 +226,21 @@ def check_settings(settings):
 
 
 def priors_from(settings):
-    return mock_clusters.Priors(initial_stars=settings.stars, seeing_fwhm_arcsec=settings.seeing_fwhm_arcsec,
-                                centre_offset_arcsec=settings.centre_offset_arcsec)
+    return mock_clusters.Priors(
+        initial_stars=settings.stars, seeing_fwhm_arcsec=settings.seeing_fwhm_arcsec,
+        centre_offset_arcsec=settings.centre_offset_arcsec,
+        initial_stars_range=None if settings.stars_range is None else tuple(settings.stars_range),
+        initial_half_mass_radius_pc=tuple(settings.initial_half_mass_radius_range_pc),
+        galactocentric_radius_kpc=tuple(settings.galactocentric_radius_range_kpc),
+        metallicity_feh_values=tuple(settings.metallicity_feh_values),
+        concentration_w0=tuple(settings.concentration_w0_range),
+        log_uniform_radii=bool(settings.log_uniform_radii),
+    )
+
+
+def test_age_range(settings):
+    """Ages of the fixed-distance (test, calibration) snapshots: their own range, else the training one."""
+    return settings.age_range_gyr if settings.test_age_range_gyr is None else settings.test_age_range_gyr
 
 
 def cluster_plan(settings, split, cluster_index):
@@ -124,7 +250,7 @@ def cluster_plan(settings, split, cluster_index):
     parameters = mock_clusters.draw_cluster_parameters(split_code * CLUSTER_ID_OFFSET + cluster_index, seed, priors_from(settings))
     rng = np.random.default_rng([seed, 2])
     if split in FIXED_DISTANCE_SPLITS:
-        ages = rng.uniform(*settings.age_range_gyr, fixed_distance_snapshots(settings, split))
+        ages = rng.uniform(*test_age_range(settings), fixed_distance_snapshots(settings, split))
         views = [(float(age), [float(distance) for distance in settings.test_distances_kpc]) for age in ages]
     else:
         ages = rng.uniform(*settings.age_range_gyr, settings.snapshots_per_cluster)
@@ -148,8 +274,7 @@ def clusters_in(settings, split):
             "test": settings.test_clusters, "calibration": settings.calibration_clusters}[split]
 
 
-# --- Workers: each process loads a stellar table once per metallicity -----------------------------
-_WORKER_SETTINGS = None
+# --- Tasks: one cluster each; a process loads each stellar table once ------------------------------
 _STELLAR_TABLES = {}
 
 
@@ -157,25 +282,59 @@ def stellar_table_settings(settings):
     return stellar_evolution.COARSE_GRID if settings.coarse_stellar_tables else {}
 
 
-def load_stellar_table(metallicity_feh):
-    if metallicity_feh not in _STELLAR_TABLES:
-        _STELLAR_TABLES[metallicity_feh] = stellar_evolution.load_stellar_table(
-            metallicity_feh, cache_directory=_WORKER_SETTINGS.stellar_table_cache,
-            **stellar_table_settings(_WORKER_SETTINGS))
-    return _STELLAR_TABLES[metallicity_feh]
+def load_stellar_table(settings, metallicity_feh):
+    """The stellar table of `metallicity_feh`, read once per process (from the cache once built)."""
+    key = (metallicity_feh, settings.stellar_table_cache, settings.coarse_stellar_tables)
+    if key not in _STELLAR_TABLES:
+        _STELLAR_TABLES[key] = stellar_evolution.load_stellar_table(
+            metallicity_feh, cache_directory=settings.stellar_table_cache, **stellar_table_settings(settings))
+    return _STELLAR_TABLES[key]
 
 
-def initialise_worker(settings):
-    global _WORKER_SETTINGS
-    _WORKER_SETTINGS = settings
-
-
-def make_one_cluster(task):
+def make_one_cluster(settings, task):
+    """All maps of one cluster, `task` = (split, cluster index); a pure function of its arguments."""
     split, cluster_index = task
-    parameters, views = cluster_plan(_WORKER_SETTINGS, split, cluster_index)
-    maps = mock_clusters.make_cluster_maps(parameters, views, _WORKER_SETTINGS.seeing_fwhm_arcsec,
-                                           _WORKER_SETTINGS.centre_offset_arcsec, load_stellar_table)
+    parameters, views = cluster_plan(settings, split, cluster_index)
+    maps = mock_clusters.make_cluster_maps(parameters, views, settings.seeing_fwhm_arcsec, settings.centre_offset_arcsec,
+                                           functools.partial(load_stellar_table, settings))
     return split, cluster_index, maps
+
+
+def finished_clusters(settings, tasks):
+    """Run the tasks and yield (split, cluster index, maps) as each cluster finishes, in any order.
+
+    With one worker and no scheduler the clusters run here, one after the other. Otherwise they run
+    as dask.distributed tasks: on the workers of `settings.scheduler`, or on a LocalCluster of
+    `settings.workers` single-threaded processes (the forward model is numpy and scipy code that holds
+    the GIL much of the time, so processes, not threads). A result is released on the workers as soon
+    as it has been handed over, so memory stays bounded by the clusters in flight.
+    """
+    if settings.workers == 1 and settings.scheduler is None:
+        yield from (make_one_cluster(settings, task) for task in tasks)
+        return
+    if not tasks:
+        return
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    # The task function is taken from the importable module, not from __main__, so that the workers
+    # import it rather than receive a pickled copy of this script.
+    import make_mock_clusters
+
+    cluster = None
+    if settings.scheduler is None:
+        cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    client = Client(settings.scheduler or cluster)
+    try:
+        futures = client.map(make_mock_clusters.make_one_cluster, [settings] * len(tasks), tasks, pure=False)
+        for future in as_completed(futures):
+            result = future.result()
+            future.release()
+            yield result
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 # --- Writing a split incrementally ----------------------------------------------------------------
@@ -195,9 +354,21 @@ def open_split_arrays(split_directory, number_of_maps):
     return arrays
 
 
+# Settings that do not change the bytes of a data set, left out of its settings.json.
+ENGINE_SETTINGS = ("workers", "scheduler", "preview", "splits", "stellar_table_cache")
+
+
 def settings_record(settings):
-    record = {key: value for key, value in vars(settings).items() if key not in ("workers", "preview", "splits", "stellar_table_cache")}
+    record = {key: value for key, value in vars(settings).items() if key not in ENGINE_SETTINGS}
     return json.loads(json.dumps(record))
+
+
+def saved_value(saved, key):
+    """A setting of a saved settings.json; folders made before a setting existed had CB21's value."""
+    if key in saved:
+        return saved[key]
+    legacy = {"preset": PRESET, **PRESETS["cb21"]}
+    return json.loads(json.dumps(legacy.get(key)))
 
 
 def check_or_write_settings(directory, settings):
@@ -206,8 +377,8 @@ def check_or_write_settings(directory, settings):
     record = settings_record(settings)
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved != record:
-            changed = sorted(key for key in set(saved) | set(record) if saved.get(key) != record.get(key))
+        changed = sorted(key for key in set(saved) | set(record) if saved_value(saved, key) != record.get(key))
+        if changed:
             raise ValueError(f"{directory} was made with other settings ({', '.join(changed)}); "
                              f"remove it or rerun with the settings in {path}")
     else:
@@ -238,10 +409,9 @@ def generate(settings):
     """Generate every requested split, resuming finished clusters, with both cores busy."""
     output_directory = Path(settings.output_directory)
     check_or_write_settings(output_directory, settings)
-    initialise_worker(settings)
-    # Build the stellar tables once in this process, so workers only ever read the cache.
-    for metallicity_feh in mock_clusters.Priors().metallicity_feh_values:
-        load_stellar_table(metallicity_feh)
+    # Build the stellar tables once in this process, so the workers only ever read the cache.
+    for metallicity_feh in settings.metallicity_feh_values:
+        load_stellar_table(settings, metallicity_feh)
 
     tasks, arrays = [], {}
     for split in settings.splits:
@@ -255,12 +425,11 @@ def generate(settings):
                   if not (split_directory / "progress" / f"cluster_{index:06d}.json").exists()]
 
     start = time.perf_counter()
-    pool = None if settings.workers == 1 else multiprocessing.get_context("fork").Pool(
-        settings.workers, initialise_worker, (settings,))
-    results = pool.imap_unordered(make_one_cluster, tasks) if pool else map(make_one_cluster, tasks)
+    results = finished_clusters(settings, tasks)
     maps_written = 0
     try:
-        for split, cluster_index, (log_flux, log_mass, distance_age, metadata) in tqdm(results, total=len(tasks), desc="clusters"):
+        for split, cluster_index, (log_flux, log_mass, distance_age, metadata) in tqdm(results, total=len(tasks), desc="clusters",
+                                                                                      smoothing=0.05):
             first = cluster_index * maps_per_cluster(settings, split)
             rows = slice(first, first + len(log_flux))
             arrays[split]["luminosity_V.npy"][rows] = log_flux
@@ -273,9 +442,7 @@ def generate(settings):
                              json.dumps(metadata, default=float))
             maps_written += len(log_flux)
     finally:
-        if pool:
-            pool.close()
-            pool.join()
+        results.close()
     elapsed = time.perf_counter() - start
 
     for split in arrays:
@@ -316,11 +483,11 @@ def write_preview(settings, png_path, ages_gyr=(0.5, 2.0, 6.0, 12.0)):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    initialise_worker(settings)
     parameters, _ = cluster_plan(settings, "test", 0)
     views = [(age, list(settings.test_distances_kpc)) for age in ages_gyr]
     log_flux, log_mass, distance_age, _ = mock_clusters.make_cluster_maps(
-        parameters, views, settings.seeing_fwhm_arcsec, settings.centre_offset_arcsec, load_stellar_table)
+        parameters, views, settings.seeing_fwhm_arcsec, settings.centre_offset_arcsec,
+        functools.partial(load_stellar_table, settings))
     columns = len(settings.test_distances_kpc)
     figure, axes = plt.subplots(2 * len(ages_gyr), columns, figsize=(2.2 * columns, 4.4 * len(ages_gyr)))
     extent = [-20, 20, -20, 20]

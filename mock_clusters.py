@@ -78,7 +78,12 @@ class ClusterParameters:
 
 @dataclasses.dataclass(frozen=True)
 class Priors:
-    """Priors over initial conditions and the observational settings (docs/mock_clusters.md)."""
+    """Priors over initial conditions and the observational settings (docs/mock_clusters.md).
+
+    The defaults are CB21's domain (N0 = 5×10⁴). `initial_stars_range` (N0 log-uniform between the two
+    values) and the log-uniform flags open the Milky Way preset of `make_mock_clusters.py`; they are
+    drawn after the other parameters, so the default clusters keep their draws and bytes.
+    """
 
     initial_stars: int = 50_000
     initial_half_mass_radius_pc: tuple = (0.5, 1.5)
@@ -87,6 +92,8 @@ class Priors:
     concentration_w0: tuple = (5.0, 7.5)
     centre_offset_arcsec: float = 1.0
     seeing_fwhm_arcsec: float = 2.5
+    initial_stars_range: tuple = None
+    log_uniform_radii: bool = False
 
 
 def check_age(age_gyr):
@@ -105,15 +112,31 @@ def draw_cluster_parameters(cluster_id, seed, priors):
     """Draw one cluster's initial conditions from `priors` with a generator seeded by `seed`."""
     if priors.initial_stars < 1:
         raise ValueError(f"initial_stars (N0) must be at least 1, got {priors.initial_stars}")
+    if priors.initial_stars_range is not None and not 1 <= priors.initial_stars_range[0] <= priors.initial_stars_range[1]:
+        raise ValueError(f"initial_stars_range (N0) must be ordered and at least 1, got {priors.initial_stars_range}")
     rng = np.random.default_rng([seed, 0])
+
+    def draw_radius(low_high):
+        # Sizes spanning a decade are drawn log-uniform in the Milky Way preset (every scale equally).
+        if priors.log_uniform_radii:
+            return float(np.exp(rng.uniform(*np.log(low_high))))
+        return float(rng.uniform(*low_high))
+
+    initial_half_mass_radius_pc = draw_radius(priors.initial_half_mass_radius_pc)
+    galactocentric_radius_kpc = draw_radius(priors.galactocentric_radius_kpc)
+    metallicity_feh = float(rng.choice(priors.metallicity_feh_values))
+    concentration_w0 = float(rng.uniform(*priors.concentration_w0))
+    initial_stars = int(priors.initial_stars)
+    if priors.initial_stars_range is not None:
+        initial_stars = int(round(np.exp(rng.uniform(*np.log(priors.initial_stars_range)))))
     return ClusterParameters(
         cluster_id=int(cluster_id),
         seed=int(seed),
-        initial_stars=int(priors.initial_stars),
-        initial_half_mass_radius_pc=float(rng.uniform(*priors.initial_half_mass_radius_pc)),
-        galactocentric_radius_kpc=float(rng.uniform(*priors.galactocentric_radius_kpc)),
-        metallicity_feh=float(rng.choice(priors.metallicity_feh_values)),
-        concentration_w0=float(rng.uniform(*priors.concentration_w0)),
+        initial_stars=initial_stars,
+        initial_half_mass_radius_pc=initial_half_mass_radius_pc,
+        galactocentric_radius_kpc=galactocentric_radius_kpc,
+        metallicity_feh=metallicity_feh,
+        concentration_w0=concentration_w0,
     )
 
 
@@ -400,19 +423,36 @@ def seeing_sigma_pixels(seeing_fwhm_arcsec):
     return seeing_fwhm_arcsec / (2.0 * np.sqrt(2.0 * np.log(2.0))) / PIXEL_SCALE_ARCSEC
 
 
-def pixel_sums(x_arcsec, y_arcsec, weights, padding_pixels=0):
-    """Sum `weights` into the π-DOC pixel grid, extended by `padding_pixels` on every side.
+def pixel_indices(x_arcsec, y_arcsec, padding_pixels=0):
+    """Flat pixel index of every object on the π-DOC grid extended by `padding_pixels` on every side.
 
     The central 160×160 pixels cover [-20″, 20″) on both axes. Row index follows y, column follows
     x, so `imshow(origin="lower")` shows the sky with x to the right.
+
+    Returns
+    -------
+    flat_index : numpy.ndarray of int64
+        row × size + column of each object that falls on the grid.
+    inside : numpy.ndarray of bool
+        Which objects fall on the grid (`flat_index` holds only those).
+    size : int
+        Pixels per side of the padded grid.
     """
     size = MAP_PIXELS + 2 * padding_pixels
     half_width_arcsec = 0.5 * size * PIXEL_SCALE_ARCSEC
-    column = np.floor((x_arcsec + half_width_arcsec) / PIXEL_SCALE_ARCSEC).astype(np.int64)
-    row = np.floor((y_arcsec + half_width_arcsec) / PIXEL_SCALE_ARCSEC).astype(np.int64)
+    # Floors stay floats (exact small integers) until the objects off the grid are dropped, so only
+    # the objects on the grid are converted and indexed; for a 10⁶-star cluster seen from 10 kpc
+    # that is a small fraction of them.
+    column = np.floor((x_arcsec + half_width_arcsec) / PIXEL_SCALE_ARCSEC)
+    row = np.floor((y_arcsec + half_width_arcsec) / PIXEL_SCALE_ARCSEC)
     inside = (column >= 0) & (column < size) & (row >= 0) & (row < size)
-    flat = np.bincount(row[inside] * size + column[inside], weights=weights[inside], minlength=size * size)
-    return flat.reshape(size, size)
+    return row[inside].astype(np.int64) * size + column[inside].astype(np.int64), inside, size
+
+
+def pixel_sums(x_arcsec, y_arcsec, weights, padding_pixels=0):
+    """Sum `weights` into the π-DOC pixel grid, extended by `padding_pixels` on every side."""
+    flat_index, inside, size = pixel_indices(x_arcsec, y_arcsec, padding_pixels)
+    return np.bincount(flat_index, weights=weights[inside], minlength=size * size).reshape(size, size)
 
 
 def observe(positions_pc, mass_msun, luminosity_v_lsun, distance_kpc, rotation, offset_arcsec, seeing_fwhm_arcsec):
@@ -434,16 +474,18 @@ def observe(positions_pc, mass_msun, luminosity_v_lsun, distance_kpc, rotation, 
     check_distance(distance_kpc)
     sigma_pixels = seeing_sigma_pixels(seeing_fwhm_arcsec)
     padding_pixels = int(np.ceil(4.0 * sigma_pixels))
-    projected_pc = rotation.apply(positions_pc)[:, :2]
     arcsec_per_pc = ARCSEC_PER_RADIAN / (distance_kpc * 1e3)
+    projected_pc = rotation.apply(positions_pc)[:, :2]
     x_arcsec = projected_pc[:, 0] * arcsec_per_pc + offset_arcsec[0]
     y_arcsec = projected_pc[:, 1] * arcsec_per_pc + offset_arcsec[1]
     flux_per_star = luminosity_v_lsun / (4.0 * np.pi * distance_kpc**2)
+    # One pixel assignment serves both maps; only the objects that land on the padded grid are binned.
+    flat_index, inside, size = pixel_indices(x_arcsec, y_arcsec, padding_pixels)
 
     crop = slice(padding_pixels, padding_pixels + MAP_PIXELS)
     maps, sums_in_field = [], []
     for weights, floor in ((flux_per_star, FLUX_FLOOR_LSUN_PER_KPC2), (mass_msun, MASS_FLOOR_MSUN)):
-        padded = pixel_sums(x_arcsec, y_arcsec, weights, padding_pixels)
+        padded = np.bincount(flat_index, weights=weights[inside], minlength=size * size).reshape(size, size)
         sums_in_field.append(float(padded[crop, crop].sum()))
         if sigma_pixels > 0:
             padded = ndimage.gaussian_filter(padded, sigma_pixels, mode="constant", truncate=4.0)
