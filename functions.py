@@ -555,8 +555,11 @@ def total_log_mass(log_mass_maps):
     return np.log10(np.sum(10.0**log_mass_maps.reshape(len(log_mass_maps), -1), axis=1))
 
 
-def pixel_mass_statistics(true_log_mass_maps, predicted_log_mass_maps):
+def pixel_mass_statistics(true_log_mass_maps, predicted_log_mass_maps, bin_edges=PIXEL_MASS_BIN_EDGES_LOG_MSUN):
     """CB21 Fig. 5 statistics: pixel-by-pixel log10 mass, all pixels of all maps together.
+
+    `bin_edges` are CB21's by default; the general model's evaluation widens them
+    (`GENERAL_PIXEL_MASS_BIN_EDGES_LOG_MSUN`).
 
     Returns
     -------
@@ -568,7 +571,6 @@ def pixel_mass_statistics(true_log_mass_maps, predicted_log_mass_maps):
     """
     true_pixels = np.asarray(true_log_mass_maps, dtype=np.float64).ravel()
     predicted_pixels = np.asarray(predicted_log_mass_maps, dtype=np.float64).ravel()
-    bin_edges = PIXEL_MASS_BIN_EDGES_LOG_MSUN
     percent_error_per_bin = percent_mass_error_per_predicted_bin(true_pixels, predicted_pixels, bin_edges)
     first_bright_bin = int(np.argmin(np.abs(bin_edges - FAINT_PIXEL_LIMIT_LOG_MSUN)))
     return {
@@ -582,11 +584,11 @@ def pixel_mass_statistics(true_log_mass_maps, predicted_log_mass_maps):
     }
 
 
-def total_mass_statistics(true_log_mass_maps, predicted_log_mass_maps):
-    """CB21 Fig. 6 statistics: the same as `pixel_mass_statistics` for log10 of each map's total mass."""
+def total_mass_statistics(true_log_mass_maps, predicted_log_mass_maps, bin_edges=TOTAL_MASS_BIN_EDGES_LOG_MSUN):
+    """CB21 Fig. 6 statistics: the same as `pixel_mass_statistics` for log10 of each map's total mass
+    (`bin_edges` CB21's by default, `GENERAL_TOTAL_MASS_BIN_EDGES_LOG_MSUN` for the general model)."""
     true_total = total_log_mass(true_log_mass_maps)
     predicted_total = total_log_mass(predicted_log_mass_maps)
-    bin_edges = TOTAL_MASS_BIN_EDGES_LOG_MSUN
     percent_error_per_bin = percent_mass_error_per_predicted_bin(true_total, predicted_total, bin_edges)
     return {
         "true_log_total_mass": true_total,
@@ -747,6 +749,94 @@ def mass_to_light_statistics(log_flux_maps, true_log_mass_maps, predicted_log_ma
             "number_of_maps": int(usable.sum()),
         }
     return statistics
+
+
+# --- Scores per present-day mass decade (the general model, trained_piDOC/general; beyond CB21) -----
+# CB21's bins cover their N0 = 5×10⁴ clusters only: pixel masses 10⁻²–10 M☉ and field masses
+# 10³–10^4.5 M☉. A 10⁶ M☉ cluster at 10 kpc puts ~10² M☉ in a central pixel and ~10^5.5 M☉ in the
+# field, so the general model is scored on bins of the same widths (0.061 and 0.079 dex) extended
+# upward. The bin-averaged definitions are otherwise CB21's.
+GENERAL_PIXEL_MASS_BIN_EDGES_LOG_MSUN = np.linspace(-2.0, 2.5, 74)
+GENERAL_TOTAL_MASS_BIN_EDGES_LOG_MSUN = np.linspace(3.0, 6.5, 45)
+# Decades of the cluster's present-day total mass (log10 M☉); the Milky Way's clusters span 10⁴–10⁶.
+MASS_DECADE_EDGES_LOG_MSUN = (3.0, 4.0, 5.0, 6.0, 7.0)
+# The general model's targets (trained_piDOC/general/MODEL_CARD.md).
+GENERAL_MODEL_TARGETS = {"pixel_mass_percent": 20.0, "total_mass_percent": 10.0, "mass_to_light_percent": 10.0,
+                         "age_gyr": 1.5, "distance_relative_percent": 10.0}
+
+
+def relative_distance_error_percent(true_distance_kpc, predicted_distance_kpc):
+    """Mean of 100 |D_predicted − D_true| / D_true over the maps (a relative error, unlike CB21's kpc)."""
+    return float(np.mean(percent_error(predicted_distance_kpc, true_distance_kpc)))
+
+
+def headline_scores(log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, true_distance_age, predicted_distance_age,
+                    pixel_bin_edges=GENERAL_PIXEL_MASS_BIN_EDGES_LOG_MSUN, total_bin_edges=GENERAL_TOTAL_MASS_BIN_EDGES_LOG_MSUN):
+    """The five headline scores of a set of maps, with the statistics above (wide bins by default).
+
+    Returns
+    -------
+    dict
+        "number_of_maps", "pixel_mass_percent" and "total_mass_percent" (CB21's bin averages),
+        "mass_to_light_percent" (global M/L_V, true distance), "age_gyr" (CB21's bin average),
+        "distance_kpc" (CB21's mean of per-distance MAEs) and "distance_relative_percent".
+    """
+    true_distance_age = np.asarray(true_distance_age, dtype=np.float64)
+    predicted_distance_age = np.asarray(predicted_distance_age, dtype=np.float64)
+    mass_to_light = mass_to_light_statistics(log_flux_maps, true_log_mass_maps, predicted_log_mass_maps,
+                                             true_distance_age[:, 0], predicted_distance_age[:, 0])
+    return {
+        "number_of_maps": int(len(true_distance_age)),
+        "pixel_mass_percent": pixel_mass_statistics(true_log_mass_maps, predicted_log_mass_maps, pixel_bin_edges)["paper"]["mean"],
+        "total_mass_percent": total_mass_statistics(true_log_mass_maps, predicted_log_mass_maps, total_bin_edges)["paper"]["mean"],
+        "mass_to_light_percent": mass_to_light["true_distance"]["mean_percent_error"],
+        "age_gyr": age_statistics(true_distance_age[:, 1], predicted_distance_age[:, 1])["paper"]["mean"],
+        "distance_kpc": distance_statistics(true_distance_age[:, 0], predicted_distance_age[:, 0])["paper_mean_absolute_error_kpc"],
+        "distance_relative_percent": relative_distance_error_percent(true_distance_age[:, 0], predicted_distance_age[:, 0]),
+    }
+
+
+def mass_decade_statistics(present_log_mass, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps,
+                           true_distance_age, predicted_distance_age, decade_edges=MASS_DECADE_EDGES_LOG_MSUN):
+    """`headline_scores` per decade of the clusters' present-day mass, and pooled over 10⁴–10⁶ M☉.
+
+    Parameters
+    ----------
+    present_log_mass : array_like, shape (N,)
+        log10 of the present-day total mass (M☉) of the cluster each map shows (metadata.csv's
+        total_mass_msun: the bound mass at that age, the same for every view of a snapshot).
+
+    Returns
+    -------
+    list of dict
+        One per non-empty decade, then one pooled over 10⁴–10⁶ M☉ and one over all maps; each holds
+        "label", "low_log_mass", "high_log_mass" and the entries of `headline_scores`.
+    """
+    present_log_mass = np.asarray(present_log_mass, dtype=np.float64)
+    if present_log_mass.shape != (len(true_distance_age),):
+        raise ValueError(f"present_log_mass must hold one value per map ({len(true_distance_age)}), got shape {present_log_mass.shape}")
+    groups = [(f"10^{low:g}–10^{high:g} M☉", low, high) for low, high in zip(decade_edges[:-1], decade_edges[1:])]
+    groups += [("pooled 10^4–10^6 M☉", 4.0, 6.0), ("all maps", -np.inf, np.inf)]
+    rows = []
+    for label, low, high in groups:
+        members = np.flatnonzero((present_log_mass >= low) & (present_log_mass < high))
+        if members.size == 0:
+            continue
+        scores = headline_scores(log_flux_maps[members], true_log_mass_maps[members], predicted_log_mass_maps[members],
+                                 np.asarray(true_distance_age)[members], np.asarray(predicted_distance_age)[members])
+        rows.append({"label": label, "low_log_mass": float(low), "high_log_mass": float(high), **scores})
+    return rows
+
+
+def mass_decade_table_rows(rows, targets=GENERAL_MODEL_TARGETS):
+    """Rows of `mass_decade_statistics` as a printable table, with the targets as the last row."""
+    keys = ("pixel_mass_percent", "total_mass_percent", "mass_to_light_percent", "age_gyr", "distance_relative_percent")
+    table = [["present-day mass", "maps", "pixel mass %", "total mass %", "M/L_V % (true D)", "age Gyr",
+              "|ΔD|/D %", "distance kpc"]]
+    for row in rows:
+        table.append([row["label"], str(row["number_of_maps"])] + [f"{row[key]:.2f}" for key in keys] + [f"{row['distance_kpc']:.2f}"])
+    table.append(["target (≤)", ""] + [f"{targets[key]:g}" for key in keys] + [""])
+    return table
 
 
 # ==================================================================================================
