@@ -14,7 +14,13 @@ command-line flag of the same name). The method, in the order the code follows i
    the mass map gets the same transform. The draws come from a seeded numpy Generator.
 4. Optimisation. Adam minimises the mean squared error on the standardised targets. The learning
    rate drops by a factor after `plateau_patience` epochs without a lower validation loss.
-5. Bookkeeping. After every epoch: a row of the CSV log, the full training state (model and
+5. Warm start (optional). With `--initial-weights-directory`, a fresh run starts from the networks
+   exported there (for instance the reproduction's `trained_piDOC/`) instead of random weights;
+   the optimiser starts afresh. Such weights expect inputs standardised as they were trained, so
+   `--standardization-directory` can name the constants to use instead of the data set's own; the
+   constants used are then written beside the exported networks (`<output>/standardization_files/`),
+   where `functions.load_piDOC` finds them.
+6. Bookkeeping. After every epoch: a row of the CSV log, the full training state (model and
    optimiser in a `.keras` file, plus a JSON of counters and the Generator state) in the run
    directory, and, when the validation loss is the lowest so far, the network exported to the
    output directory as `{CED,CNN}.json` + `{CED,CNN}.weights.h5`. A run that finds a saved state
@@ -55,6 +61,8 @@ MAX_MINUTES = None                  # wall-time budget of one invocation; None: 
 MAX_TRAINING_MAPS = None            # random subset of the training split; None: all maps
 MIXED_PRECISION = "float32"         # or "mixed_bfloat16"
 SEED = 2021
+INITIAL_WEIGHTS_DIRECTORY = None    # networks to start a fresh run from; None: random initialisation
+STANDARDIZATION_DIRECTORY = None    # constants to standardise with; None: <data>/standardization_files
 
 MAP_SHAPE = (160, 160, 1)
 TARGETS = {"ced": ("mass.npy", MAP_SHAPE, "mass"), "cnn": ("distance_age.npy", (2,), "distance_age")}
@@ -80,6 +88,10 @@ def parse_arguments(argv=None):
     parser.add_argument("--max-training-maps", type=int, default=MAX_TRAINING_MAPS, help="random subset of the training maps")
     parser.add_argument("--mixed-precision", choices=("float32", "mixed_bfloat16"), default=MIXED_PRECISION, help="Keras dtype policy")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of weights, dropout, shuffling and augmentation")
+    parser.add_argument("--initial-weights-directory", default=INITIAL_WEIGHTS_DIRECTORY,
+                        help="start a fresh run from the networks exported here (a warm start)")
+    parser.add_argument("--standardization-directory", default=STANDARDIZATION_DIRECTORY,
+                        help="standardisation constants (default <data>/standardization_files); copied beside the exported networks")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="require a saved state (without either flag, a saved state is continued if present)")
     start.add_argument("--restart", action="store_true", help="ignore any saved state and start from scratch")
@@ -91,6 +103,10 @@ def parse_arguments(argv=None):
             raise ValueError(f"{flag} must be positive, got {value}")
     if not 0 < settings.plateau_factor < 1:
         raise ValueError(f"--plateau-factor must lie between 0 and 1, got {settings.plateau_factor}")
+    for flag, directory in (("--initial-weights-directory", settings.initial_weights_directory),
+                            ("--standardization-directory", settings.standardization_directory)):
+        if directory is not None and not Path(directory).is_dir():
+            raise ValueError(f"{flag}: folder not found: {directory}")
     return settings
 
 
@@ -270,6 +286,18 @@ def save_training_state(model, run_directory, state):
             old.unlink()
 
 
+def warm_start(model, initial_weights_directory):
+    """Copy the weights of the network exported in `initial_weights_directory` into `model`.
+
+    The architectures are the same (`networks.py`), so the weights copy variable for variable; under
+    mixed precision the float32 master weights take them. The optimiser's moments stay at zero.
+    """
+    name = model.name  # "CED" or "CNN" (networks.build_ced / build_cnn)
+    trained = networks.load_trained_network(initial_weights_directory, name)
+    model.set_weights(trained.get_weights())
+    print(f"{name}: warm start from {initial_weights_directory}")
+
+
 def resume_or_start(model, generator, run_directory, settings):
     """Load the saved training state into `model` and `generator`, or start a fresh state.
 
@@ -286,6 +314,8 @@ def resume_or_start(model, generator, run_directory, settings):
     if settings.restart or not state_path.exists():
         # A fresh start forgets any old state first, so an interruption cannot resume the old run.
         state_path.unlink(missing_ok=True)
+        if settings.initial_weights_directory is not None:
+            warm_start(model, settings.initial_weights_directory)
         return {"network": model.name, "epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "plateau_counter": 0,
                 "learning_rate": settings.learning_rate, "elapsed_seconds": 0.0}, []
     state = json.loads(state_path.read_text())
@@ -348,7 +378,11 @@ def train_network(network, settings, started=None):
     data_directory = Path(settings.data_directory)
     if not data_directory.is_dir():
         raise FileNotFoundError(f"data set directory not found: {data_directory}")
-    constants = standardization.read_standardization(data_directory / "standardization_files")
+    standardization_directory = Path(settings.standardization_directory or data_directory / "standardization_files")
+    constants = standardization.read_standardization(standardization_directory)
+    if settings.standardization_directory is not None:
+        # The exported networks carry the constants they were trained with (see the module docstring).
+        standardization.write_standardization(Path(settings.output_directory) / "standardization_files", constants)
     generator = np.random.default_rng(settings.seed)
     training = MapBatches(*load_split(data_directory / "train", network, settings.max_training_maps, settings.seed),
                           constants, network, settings.batch_size, generator)

@@ -76,3 +76,54 @@ def test_standardisation_beside_the_weights_wins(tmp_path):
     (tmp_path / "model" / functions.STANDARDIZATION_SUBDIRECTORY).mkdir(parents=True)
     assert functions.standardization_directory_for(tmp_path / "model", fallback) == (
         tmp_path / "model" / functions.STANDARDIZATION_SUBDIRECTORY)
+
+
+def test_warm_start_begins_from_the_given_networks_and_carries_their_constants(tmp_path):
+    import keras
+
+    import networks
+    import standardization
+    import train_piDOC
+
+    data_directory = tmp_path / "data"
+    make_mock_clusters.main(["--output-directory", str(data_directory), "--workers", "1"] + TINY_PRESET_FLAGS
+                            + ["--training-clusters", "1", "--validation-clusters", "1", "--test-clusters", "0"])
+    project = functions.Path(__file__).resolve().parents[1]
+    reproduction_constants = project / "input_files" / functions.STANDARDIZATION_SUBDIRECTORY
+    train_piDOC.main(["--data-directory", str(data_directory), "--networks", "cnn", "--epochs", "1", "--batch-size", "8",
+                      "--learning-rate", "1e-12", "--runs-directory", str(tmp_path / "runs"),
+                      "--output-directory", str(tmp_path / "general"), "--seed", "3",
+                      "--initial-weights-directory", str(project / "trained_piDOC"),
+                      "--standardization-directory", str(reproduction_constants)])
+    keras.config.set_dtype_policy("float32")
+    started_from = networks.load_trained_network(project / "trained_piDOC", "CNN")
+    fine_tuned = networks.load_trained_network(tmp_path / "general", "CNN")
+    kernels = [(layer.name, layer.get_weights()[0]) for layer in started_from.layers if "conv2d" in layer.name or "dense" in layer.name]
+    for name, kernel in kernels:
+        np.testing.assert_allclose(fine_tuned.get_layer(name).get_weights()[0], kernel, atol=1e-6)
+    assert standardization.read_standardization(tmp_path / "general" / functions.STANDARDIZATION_SUBDIRECTORY) == (
+        standardization.read_standardization(reproduction_constants))
+    with pytest.raises(ValueError, match="--initial-weights-directory"):
+        train_piDOC.parse_arguments(["--initial-weights-directory", str(tmp_path / "nowhere")])
+
+
+def test_mass_decade_scores_group_maps_by_present_mass_and_pool_the_milky_way_range():
+    rng = np.random.default_rng(8)
+    log_flux = rng.uniform(-7.0, -3.0, (6, 160, 160, 1))
+    true_log_mass = rng.uniform(-1.5, 1.5, (6, 160, 160, 1))
+    predicted_log_mass = true_log_mass + rng.normal(0.0, 0.01, true_log_mass.shape)
+    true_distance_age = np.array([[10.0, 12.0], [15.0, 11.0], [30.0, 13.0], [60.0, 10.5], [80.0, 12.5], [10.0, 11.5]])
+    predicted_distance_age = true_distance_age * np.array([1.1, 1.0])
+    present_log_mass = np.array([3.6, 4.2, 4.8, 5.1, 5.9, 6.3])
+    rows = functions.mass_decade_statistics(present_log_mass, log_flux, true_log_mass, predicted_log_mass,
+                                            true_distance_age, predicted_distance_age)
+    counts = {row["label"]: row["number_of_maps"] for row in rows}
+    assert counts == {"10^3–10^4 M☉": 1, "10^4–10^5 M☉": 2, "10^5–10^6 M☉": 2, "10^6–10^7 M☉": 1,
+                      "pooled 10^4–10^6 M☉": 4, "all maps": 6}
+    for row in rows:
+        assert row["distance_relative_percent"] == pytest.approx(10.0)
+        assert row["mass_to_light_percent"] < 5.0
+    assert len(functions.mass_decade_table_rows(rows)) == len(rows) + 2
+    with pytest.raises(ValueError, match="present_log_mass"):
+        functions.mass_decade_statistics(present_log_mass[:3], log_flux, true_log_mass, predicted_log_mass,
+                                         true_distance_age, predicted_distance_age)
