@@ -753,10 +753,10 @@ def mass_to_light_statistics(log_flux_maps, true_log_mass_maps, predicted_log_ma
 
 # --- Scores per present-day mass decade (the general model, trained_piDOC/general; beyond CB21) -----
 # CB21's bins cover their N0 = 5×10⁴ clusters only: pixel masses 10⁻²–10 M☉ and field masses
-# 10³–10^4.5 M☉. A 10⁶ M☉ cluster at 10 kpc puts ~10² M☉ in a central pixel and ~10^5.5 M☉ in the
-# field, so the general model is scored on bins of the same widths (0.061 and 0.079 dex) extended
-# upward. The bin-averaged definitions are otherwise CB21's.
-GENERAL_PIXEL_MASS_BIN_EDGES_LOG_MSUN = np.linspace(-2.0, 2.5, 74)
+# 10³–10^4.5 M☉. A 10⁶ M☉ cluster at 5–10 kpc puts up to ~10³ M☉ in a central pixel (10^3.3 in the
+# general training split) and ~10^5.5 M☉ in the field, so the general model is scored on bins of the
+# same widths (0.061 and 0.079 dex) extended upward. The bin-averaged definitions are otherwise CB21's.
+GENERAL_PIXEL_MASS_BIN_EDGES_LOG_MSUN = np.linspace(-2.0, 3.5, 91)
 GENERAL_TOTAL_MASS_BIN_EDGES_LOG_MSUN = np.linspace(3.0, 6.5, 45)
 # Decades of the cluster's present-day total mass (log10 M☉); the Milky Way's clusters span 10⁴–10⁶.
 MASS_DECADE_EDGES_LOG_MSUN = (3.0, 4.0, 5.0, 6.0, 7.0)
