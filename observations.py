@@ -1,0 +1,863 @@
+"""From an observed image (FITS + WCS) to π-DOC's input map: calibration, sky, seeing, resampling.
+
+π-DOC (Chardin & Bianchini 2021, MNRAS 504, 5656; hereafter CB21) reads a 160×160 map of 0.25″
+pixels centred on the cluster, each pixel holding log10 of the V-band flux F = L_V / (4π D²) in
+L☉ kpc⁻² (D in kpc), seen through a 2.5″ Gaussian seeing. This module turns a real image into such
+a map, in the order an observer would do it by hand (docs/observations.md gives every formula and
+its source):
+
+1. Read: the first 2-D image HDU (or the one asked for), its WCS with SIP distortion
+   (`WCS(header, hdulist)`), the units from BUNIT / EXPTIME.
+2. Calibrate: data → V magnitude per pixel through a Vega V zero point (given by the user, or from
+   HST's PHOTFLAM/PHOTPLAM plus a documented V transformation), or directly from a V surface
+   brightness in mag arcsec⁻²; extinction A_V = 3.1 E(B−V); then
+   log10 F = log10(F_sun at 10 pc) − 0.4 (m − A_V − M_V,☉).
+3. Sky: from the user, from the header, or a sigma-clipped mean outside the cluster.
+4. Centre: given (RA, Dec), or the light-weighted centre of the image.
+5. Seeing: convolve with a Gaussian of FWHM √(2.5² − FWHM_obs²); a broader PSF is refused.
+6. Resample: flux-conserving onto a TAN frame of 160×160 pixels of 0.25″ on the centre
+   (`reproject_adaptive(..., conserve_flux=True)`); report the fraction of the frame the image
+   covers, refuse below `MINIMUM_COVERED_FRACTION`, fill smaller gaps by point reflection about the
+   centre and flag the map.
+
+Every check runs before anything is written. Errors are ValueError (FileNotFoundError for a missing
+file) and their messages name the file and the problem.
+"""
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.nddata import Cutout2D
+from astropy.stats import sigma_clipped_stats
+from astropy.wcs import WCS, FITSFixedWarning
+from scipy import signal
+
+import functions
+import mock_clusters
+
+# --- π-DOC's frame (CB21 §2) ------------------------------------------------------------------------
+MAP_PIXELS = functions.MAP_PIXELS                    # 160
+PIXEL_SCALE_ARCSEC = functions.PIXEL_SCALE_ARCSEC    # 0.25
+TARGET_SEEING_FWHM_ARCSEC = 2.5                      # the Gaussian seeing of every training map
+FRAME_HALF_DIAGONAL_ARCSEC = math.sqrt(2.0) * functions.MAP_HALF_WIDTH_ARCSEC
+# Pixels with no light (or light cancelled by noise after sky subtraction) get the same floor as the
+# mock clusters' empty pixels, so the network sees what it saw in training (mock_clusters.py).
+FLUX_FLOOR_LSUN_PER_KPC2 = mock_clusters.FLUX_FLOOR_LSUN_PER_KPC2
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+# --- Photometry -------------------------------------------------------------------------------------
+# Absolute V magnitude of the Sun, Willmer (2018, ApJS 236, 47, Table 3; Vega system).
+SOLAR_ABSOLUTE_MAGNITUDE_V = 4.81
+# F = L / (4π D²) with D in kpc: the Sun (1 L☉) at 10 pc = 0.01 kpc gives 1 / (4π 10⁻⁴) L☉ kpc⁻²
+# = 795.8 L☉ kpc⁻², and it has m_V = M_V,☉. So log10 F = log10(795.8) − 0.4 (m_V − A_V − M_V,☉).
+SUN_AT_10_PARSEC_FLUX_LSUN_PER_KPC2 = 1.0 / (4.0 * math.pi * 0.01**2)
+# Extinction A_V = R_V E(B−V) with the diffuse-ISM R_V = 3.1 (Cardelli, Clayton & Mathis 1989).
+EXTINCTION_RATIO_V = 3.1
+# HST synthetic-photometry zero points from the header (STScI ACS and WFC3 zero-point pages; WFC3
+# Data Handbook §9.1): STmag = −2.5 log10 PHOTFLAM − 21.10 and
+# ABmag = −2.5 log10 PHOTFLAM − 5 log10 PHOTPLAM − 2.408, for one count (or electron) per second.
+ST_MAGNITUDE_OFFSET = 21.10
+AB_MAGNITUDE_OFFSET = 2.408
+# VEGAmag − ABmag of a filter, a property of its bandpass and of Vega's spectrum. From the ACS/WFC
+# zero points of 2016-04-01 listed by STScI's ACS Zeropoint Calculator (as printed in the acstools
+# `acszpt` documentation): F555W 25.713 − 25.713, F606W 26.405 − 26.498, F550M 24.825 − 24.856.
+# WFPC2 and WFC3 filters of the same name are used with the ACS value (F555W of WFPC2 has its pivot
+# 80 Å redder than ACS's; the offset is ≈ 0 for any bandpass near V).
+VEGA_MINUS_AB_MAGNITUDE = {"F555W": 0.000, "F606W": -0.093, "F550M": -0.031}
+# Johnson V − filter (Vega), for an old globular-cluster population with V − I ≈ 0.9, from the
+# ACS → UBVRI transformations of Sirianni et al. (2005, PASP 117, 1049, §8 and Table 22), evaluated at
+# that colour: ≈ −0.07 for F555W; +0.14 (observed) to +0.21 (synthetic) for F606W, of which we take
+# the middle, +0.17 ± 0.04. A cluster's integrated colour varies by ±0.1 mag in V − I, which moves
+# these terms by ≲ 0.02 mag for F555W and ≲ 0.03 for F606W. Filters far from V are not in the table:
+# π-DOC was trained on V light, so for them the user must supply a V zero point.
+V_MINUS_FILTER_MAGNITUDE = {"F555W": -0.07, "F606W": 0.17}
+ASSUMED_CLUSTER_COLOUR_V_MINUS_I = 0.9
+
+# --- PSF --------------------------------------------------------------------------------------------
+# Default FWHM of the image PSF, per (TELESCOP, INSTRUME), in arcsec, used when the user gives none.
+# Approximate optical-band values from the instrument handbooks (ACS/WFC and WFPC2/PC ≈ 0.1″, WFC3/UVIS
+# ≈ 0.08″). They hardly matter: the kernel FWHM √(2.5² − 0.1²) differs from 2.5″ by 0.08 %.
+# Ground-based images have no default: their seeing must be given.
+DEFAULT_PSF_FWHM_ARCSEC = {("HST", "ACS"): 0.10, ("HST", "WFPC2"): 0.10, ("HST", "WFC3"): 0.08}
+
+# --- Sky --------------------------------------------------------------------------------------------
+# The sky is estimated outside this radius from the centre: π-DOC's frame is 40″ wide, so light inside
+# 20″ is the cluster's by definition. A cluster's halo extends further; the sigma clipping (3σ)
+# removes its bright pixels, and a mean rather than a median avoids the bias of the median of a
+# Poisson sky of a few counts (a median of integers is quantised).
+BACKGROUND_MASK_RADIUS_ARCSEC = 20.0
+MINIMUM_BACKGROUND_PIXELS = 1000
+BACKGROUND_CLIP_SIGMA = 3.0
+# Light-weighted centre: centroid of the sky-subtracted light, then re-centred on the light within
+# this radius until it moves by less than a hundredth of a 0.25″ pixel.
+CENTRE_RADIUS_ARCSEC = 20.0
+CENTRE_ITERATIONS = 20
+
+# --- Coverage ---------------------------------------------------------------------------------------
+# A frame pixel is covered when at least half of it lies on valid image pixels. Point reflection about
+# the centre can only complete a frame whose covered half is the reflection of the gap: below 50 %
+# some of the gap has no covered mirror pixel at all, so the map is refused.
+MINIMUM_COVERED_FRACTION = 0.5
+# At or above this covered fraction (at most 25 of 25,600 pixels missing) the map is treated as
+# complete; below it the gap is filled and the map is flagged `outside` π-DOC's domain.
+COMPLETE_COVERED_FRACTION = 0.999
+PIXEL_COVERED_THRESHOLD = 0.5
+# reproject_adaptive's anti-aliasing kernel. Its default Gaussian adds a blur that widens the 2.5″
+# seeing by about 1 % and moved π-DOC's distance of a 60 kpc test map by 1.5 kpc; the Hann kernel
+# halves the blur (median map change 0.0008 dex instead of 0.003, measured here on test maps).
+RESAMPLING_KERNEL = "hann"
+
+# --- Units ------------------------------------------------------------------------------------------
+# BUNIT spellings, after `normalized_unit` (lower case, no spaces, "sec" → "s", no "**" or "^").
+COUNT_UNITS = {"counts", "count", "dn", "adu", "electrons", "electron", "e-", "e"}
+COUNT_RATE_UNITS = {"counts/s", "count/s", "cps", "dn/s", "adu/s", "electrons/s", "electron/s", "e-/s", "e/s",
+                    "countss-1", "electronss-1", "ct/s", "cts/s"}
+SURFACE_BRIGHTNESS_UNITS = {"mag/arcsec2", "magarcsec-2", "mag/sq.arcsec", "mag/arcs2", "vmag/arcsec2"}
+UNIT_CHOICES = ("counts", "counts/s", "mag/arcsec2")
+
+
+class ObservationError(ValueError):
+    """A bad image or setting, with a message naming the file and the problem."""
+
+
+# ==================================================================================================
+# 1. Reading
+# ==================================================================================================
+def normalized_unit(unit_text):
+    """BUNIT in a canonical spelling: lower case, no spaces, 'sec' → 's', no '**' or '^'."""
+    text = str(unit_text).strip().lower().replace(" ", "").replace("**", "").replace("^", "")
+    return re.sub(r"sec(?![a-z])", "s", text)
+
+
+def header_value(headers, key, default=None):
+    """First value of `key` in `headers` (the image HDU's header first, then the primary's)."""
+    for header in headers:
+        if header is not None and key in header and header[key] not in (None, ""):
+            return header[key]
+    return default
+
+
+def is_two_dimensional_image(hdu):
+    """True for an image HDU (primary, image or tile-compressed) holding a 2-D array."""
+    return hdu.is_image and hdu.header.get("NAXIS", 0) == 2 and hdu.data is not None
+
+
+def read_image(path, hdu=None):
+    """Read a FITS image, its WCS (with SIP) and the headers that describe it.
+
+    Parameters
+    ----------
+    path : str or Path
+    hdu : int or str, optional
+        Index or EXTNAME of the image HDU; default the first HDU holding a 2-D image.
+
+    Returns
+    -------
+    dict
+        "path", "hdu_label", "data" (float64, NaN where not finite), "wcs" (celestial, SIP applied),
+        "headers" (image header, primary header), "pixel_scale_arcsec" (mean of the two axes at the
+        reference pixel).
+
+    Raises
+    ------
+    FileNotFoundError
+        If `path` does not exist.
+    ObservationError
+        Not a FITS file, no 2-D image HDU (or not the asked one), no celestial WCS, all-NaN data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image file not found")
+    try:
+        hdulist = fits.open(path, memmap=False)
+        hdulist.verify("silentfix")
+    except Exception as error:  # astropy raises OSError, ValueError or TypeError for non-FITS bytes
+        raise ObservationError(f"{path}: not a readable FITS file ({error})") from error
+    with hdulist:
+        if hdu is None:
+            images = [index for index, candidate in enumerate(hdulist) if is_two_dimensional_image(candidate)]
+            if not images:
+                described = ", ".join(f"{index}: {type(candidate).__name__} NAXIS={candidate.header.get('NAXIS', 0)}"
+                                      for index, candidate in enumerate(hdulist))
+                raise ObservationError(f"{path}: no HDU holds a 2-D image ({described})")
+            selected = images[0]
+        else:
+            key = int(hdu) if str(hdu).lstrip("-").isdigit() else str(hdu)
+            try:
+                image_hdu = hdulist[key]
+            except (KeyError, IndexError) as error:
+                raise ObservationError(f"{path}: no HDU {hdu!r} (it has {len(hdulist)} HDUs)") from error
+            if not is_two_dimensional_image(image_hdu):
+                raise ObservationError(f"{path}: HDU {hdu!r} is not a 2-D image (NAXIS={image_hdu.header.get('NAXIS', 0)})")
+            selected = hdulist.index_of(key)
+        image_hdu = hdulist[selected]
+        header = image_hdu.header.copy()
+        primary_header = hdulist[0].header.copy() if selected != 0 else None
+        data = np.array(image_hdu.data, dtype=np.float64)
+        with warnings.catch_warnings():
+            # Old HST headers trigger harmless "fixed" notices (e.g. DATE-OBS formats).
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            try:
+                wcs = WCS(header, hdulist)
+            except Exception as error:
+                raise ObservationError(f"{path}: cannot read the WCS of HDU {selected} ({error})") from error
+    if not wcs.has_celestial or wcs.naxis != 2:
+        raise ObservationError(f"{path}: HDU {selected} has no celestial WCS (CTYPE {list(wcs.wcs.ctype)}); "
+                               "π-DOC needs to know where the cluster is on the sky and the pixel scale")
+    wcs = wcs.celestial
+    data[~np.isfinite(data)] = np.nan
+    if np.isnan(data).all():
+        raise ObservationError(f"{path}: HDU {selected} holds no finite pixel (all NaN or inf)")
+    pixel_scales_arcsec = (wcs.proj_plane_pixel_scales()[0].to_value(u.arcsec), wcs.proj_plane_pixel_scales()[1].to_value(u.arcsec))
+    return {
+        "path": path,
+        "hdu_label": f"{selected}" + (f" ({header['EXTNAME']})" if "EXTNAME" in header else ""),
+        "data": data,
+        "wcs": wcs,
+        "headers": (header, primary_header),
+        "pixel_scales_arcsec": pixel_scales_arcsec,
+        "pixel_scale_arcsec": float(np.sqrt(pixel_scales_arcsec[0] * pixel_scales_arcsec[1])),
+        "pixel_area_arcsec2": float(pixel_scales_arcsec[0] * pixel_scales_arcsec[1]),
+    }
+
+
+# ==================================================================================================
+# 2. Photometric calibration
+# ==================================================================================================
+def log_flux_from_magnitude(magnitude_v, extinction_v=0.0):
+    """log10 F (L☉ kpc⁻²) of a source of apparent V magnitude `magnitude_v`, after extinction.
+
+    log10 F = log10(795.8) − 0.4 (m − A_V − M_V,☉): the Sun at 10 pc gives 795.8 L☉ kpc⁻².
+    """
+    return math.log10(SUN_AT_10_PARSEC_FLUX_LSUN_PER_KPC2) - 0.4 * (np.asarray(magnitude_v, dtype=np.float64)
+                                                                      - extinction_v - SOLAR_ABSOLUTE_MAGNITUDE_V)
+
+
+def log_flux_per_pixel_from_surface_brightness(surface_brightness_v, pixel_area_arcsec2, extinction_v=0.0):
+    """log10 F per pixel of `pixel_area_arcsec2` from μ_V in mag arcsec⁻² (log10 F = 1.6967 − 0.4 (μ − A_V − 4.81) for 0.25″)."""
+    return log_flux_from_magnitude(surface_brightness_v, extinction_v) + math.log10(pixel_area_arcsec2)
+
+
+def zero_points_from_photflam(photflam, photplam):
+    """STmag and ABmag of one count per second, from PHOTFLAM (erg cm⁻² s⁻¹ Å⁻¹ per count/s) and PHOTPLAM (Å)."""
+    photflam = float(photflam)
+    photplam = float(photplam)
+    if not (np.isfinite(photflam) and photflam > 0 and np.isfinite(photplam) and photplam > 0):
+        raise ValueError(f"PHOTFLAM and PHOTPLAM must be positive, got {photflam} and {photplam}")
+    st_magnitude = -2.5 * math.log10(photflam) - ST_MAGNITUDE_OFFSET
+    ab_magnitude = -2.5 * math.log10(photflam) - 5.0 * math.log10(photplam) - AB_MAGNITUDE_OFFSET
+    return st_magnitude, ab_magnitude
+
+
+def filter_name(headers):
+    """The HST filter in use (e.g. 'F555W'), from FILTER, FILTNAM1/2 or FILTER1/2; None if there is none."""
+    for key in ("FILTER", "FILTNAM1", "FILTNAM2", "FILTER1", "FILTER2", "PHOTMODE"):
+        value = header_value(headers, key)
+        if value is None:
+            continue
+        match = re.search(r"F\d{3,4}(W|LP|M|N|X)\b", str(value).upper())
+        if match:
+            return match.group(0)
+    return None
+
+
+def image_units(headers, units=None):
+    """'counts', 'counts/s' or 'mag/arcsec2': from `units` if given, else from BUNIT; None if unknown."""
+    if units is not None:
+        if units not in UNIT_CHOICES:
+            raise ValueError(f"units must be one of {UNIT_CHOICES}, got {units!r}")
+        return units
+    bunit = header_value(headers, "BUNIT")
+    if bunit is None:
+        return None
+    unit = normalized_unit(bunit)
+    if unit in COUNT_UNITS:
+        return "counts"
+    if unit in COUNT_RATE_UNITS:
+        return "counts/s"
+    if unit in SURFACE_BRIGHTNESS_UNITS:
+        return "mag/arcsec2"
+    return None
+
+
+def photometric_calibration(image, zeropoint_vega=None, ebv=0.0, units=None):
+    """How the image's pixel values become V flux: units, exposure time, V zero point, extinction.
+
+    Parameters
+    ----------
+    image : dict
+        From `read_image`.
+    zeropoint_vega : float, optional
+        Johnson V (Vega) magnitude of a source giving one data unit per second (after dividing
+        counts by EXPTIME). Takes precedence over PHOTFLAM.
+    ebv : float
+        E(B−V) in mag, ≥ 0; A_V = 3.1 E(B−V).
+    units : str, optional
+        Overrides BUNIT: one of `UNIT_CHOICES`.
+
+    Returns
+    -------
+    dict
+        "units", "exposure_time_s" (counts only), "zeropoint_v_mag" (None for surface brightness),
+        "zeropoint_source" (a sentence), "st_zeropoint_mag", "ab_zeropoint_mag", "filter",
+        "extinction_v_mag", "ebv_mag".
+    """
+    path = image["path"]
+    headers = image["headers"]
+    if ebv is None:
+        ebv = 0.0
+    if not np.isfinite(ebv) or ebv < 0:
+        raise ObservationError(f"{path}: E(B−V) must be a non-negative number of magnitudes, got {ebv}")
+    unit = image_units(headers, units)
+    if unit is None:
+        bunit = header_value(headers, "BUNIT")
+        raise ObservationError(
+            f"{path}: unknown units (BUNIT = {bunit!r}); pass --units {'|'.join(UNIT_CHOICES)} "
+            "(counts are divided by EXPTIME)")
+    calibration = {"units": unit, "exposure_time_s": None, "zeropoint_v_mag": None, "zeropoint_source": "",
+                   "st_zeropoint_mag": None, "ab_zeropoint_mag": None, "filter": filter_name(headers),
+                   "extinction_v_mag": EXTINCTION_RATIO_V * float(ebv), "ebv_mag": float(ebv)}
+    if unit == "mag/arcsec2":
+        calibration["zeropoint_source"] = "none needed: the image is a V surface brightness in mag arcsec⁻²"
+        return calibration
+    if unit == "counts":
+        exposure_time_s = header_value(headers, "EXPTIME")
+        if exposure_time_s is None or not float(exposure_time_s) > 0:
+            raise ObservationError(f"{path}: the image is in counts but has no positive EXPTIME (got {exposure_time_s!r})")
+        calibration["exposure_time_s"] = float(exposure_time_s)
+    photflam = header_value(headers, "PHOTFLAM")
+    photplam = header_value(headers, "PHOTPLAM")
+    if photflam is not None and photplam is not None and float(photflam) > 0:
+        calibration["st_zeropoint_mag"], calibration["ab_zeropoint_mag"] = zero_points_from_photflam(photflam, photplam)
+    if zeropoint_vega is not None:
+        if not np.isfinite(zeropoint_vega):
+            raise ObservationError(f"{path}: the V zero point must be finite, got {zeropoint_vega}")
+        calibration["zeropoint_v_mag"] = float(zeropoint_vega)
+        calibration["zeropoint_source"] = "given by the user (--zeropoint-vega)"
+        return calibration
+    band = calibration["filter"]
+    if calibration["ab_zeropoint_mag"] is None:
+        raise ObservationError(
+            f"{path}: unknown flux scale: no PHOTFLAM/PHOTPLAM in the header and no V zero point given "
+            "(--zeropoint-vega MAG: the V magnitude of one data unit per second)")
+    if band not in V_MINUS_FILTER_MAGNITUDE:
+        raise ObservationError(
+            f"{path}: PHOTFLAM is present but the filter {band!r} has no documented transformation to Johnson V "
+            f"(known: {sorted(V_MINUS_FILTER_MAGNITUDE)}); π-DOC reads V light: give --zeropoint-vega MAG")
+    vega_band_zeropoint = calibration["ab_zeropoint_mag"] + VEGA_MINUS_AB_MAGNITUDE[band]
+    calibration["vega_band_zeropoint_mag"] = vega_band_zeropoint
+    calibration["zeropoint_v_mag"] = vega_band_zeropoint + V_MINUS_FILTER_MAGNITUDE[band]
+    calibration["zeropoint_source"] = (
+        f"PHOTFLAM/PHOTPLAM: ST {calibration['st_zeropoint_mag']:.3f}, AB {calibration['ab_zeropoint_mag']:.3f}, "
+        f"{band} Vega {vega_band_zeropoint:.3f} (Vega−AB {VEGA_MINUS_AB_MAGNITUDE[band]:+.3f}, ACS zero points), "
+        f"V−{band} {V_MINUS_FILTER_MAGNITUDE[band]:+.2f} at V−I = {ASSUMED_CLUSTER_COLOUR_V_MINUS_I} (Sirianni et al. 2005)")
+    return calibration
+
+
+def flux_per_pixel(data, calibration, pixel_area_arcsec2):
+    """Linear V flux per image pixel, F in L☉ kpc⁻², extinction-corrected; NaN stays NaN.
+
+    Counts are divided by the exposure time; a count rate c gives m = ZP_V − 2.5 log10 c, so
+    F = c · 10^(log10 F(m = ZP_V)). A surface brightness μ_V becomes flux per pixel of the given area.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    extinction_v = calibration["extinction_v_mag"]
+    if calibration["units"] == "mag/arcsec2":
+        with np.errstate(over="ignore", invalid="ignore"):
+            return 10.0 ** log_flux_per_pixel_from_surface_brightness(data, pixel_area_arcsec2, extinction_v)
+    rate = data / calibration["exposure_time_s"] if calibration["units"] == "counts" else data
+    return rate * 10.0 ** log_flux_from_magnitude(calibration["zeropoint_v_mag"], extinction_v)
+
+
+def data_from_flux_per_pixel(flux_lsun_per_kpc2, calibration, pixel_area_arcsec2):
+    """Inverse of `flux_per_pixel`: the pixel values an image with `calibration` would hold."""
+    flux_lsun_per_kpc2 = np.asarray(flux_lsun_per_kpc2, dtype=np.float64)
+    extinction_v = calibration["extinction_v_mag"]
+    if calibration["units"] == "mag/arcsec2":
+        log_flux_at_zero_magnitude = log_flux_per_pixel_from_surface_brightness(0.0, pixel_area_arcsec2, extinction_v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -2.5 * (np.log10(flux_lsun_per_kpc2) - log_flux_at_zero_magnitude)
+    rate = flux_lsun_per_kpc2 / 10.0 ** log_flux_from_magnitude(calibration["zeropoint_v_mag"], extinction_v)
+    return rate * calibration["exposure_time_s"] if calibration["units"] == "counts" else rate
+
+
+# ==================================================================================================
+# 3. Sky and centre
+# ==================================================================================================
+def radius_from_pixel_arcsec(shape, centre_pixel, pixel_scale_arcsec):
+    """Distance of every pixel from `centre_pixel` (x, y), in arcsec (local pixel scale, no distortion)."""
+    rows, columns = np.indices(shape)
+    return np.hypot(columns - centre_pixel[0], rows - centre_pixel[1]) * pixel_scale_arcsec
+
+
+def light_weighted_centre_pixel(flux, pixel_scale_arcsec, start_pixel=None):
+    """Light-weighted centre (x, y) of a sky-subtracted image, re-centred within `CENTRE_RADIUS_ARCSEC`."""
+    weights = np.where(np.isfinite(flux), flux, 0.0)
+    rows, columns = np.indices(flux.shape)
+    if start_pixel is None:
+        total = weights.sum()
+        if not total > 0:
+            raise ValueError("the image holds no positive light after sky subtraction")
+        start_pixel = (float((weights * columns).sum() / total), float((weights * rows).sum() / total))
+    centre = np.asarray(start_pixel, dtype=np.float64)
+    for _ in range(CENTRE_ITERATIONS):
+        inside = radius_from_pixel_arcsec(flux.shape, centre, pixel_scale_arcsec) < CENTRE_RADIUS_ARCSEC
+        total = weights[inside].sum()
+        if not total > 0:
+            break
+        new_centre = np.array([(weights[inside] * columns[inside]).sum(), (weights[inside] * rows[inside]).sum()]) / total
+        moved_arcsec = np.hypot(*(new_centre - centre)) * pixel_scale_arcsec
+        centre = new_centre
+        if moved_arcsec < 0.01 * PIXEL_SCALE_ARCSEC:
+            break
+    return float(centre[0]), float(centre[1])
+
+
+def header_background(headers):
+    """Sky level in data units recorded by the header, with a sentence saying which; (None, '') if none.
+
+    MDRIZSKY is the sky AstroDrizzle measured on the whole exposure; a drizzled product (header with
+    NDRIZIM or D001VER) has already had it subtracted, so its remaining sky is 0. WFPC2's BACKGRND is
+    deliberately not used: it is a whole-chip estimate, and on a chip filled by a cluster it measures
+    the cluster (1.50 DN on the NGC 1261 PC chip, above the chip's median of 1.19 DN).
+    """
+    drizzled = header_value(headers, "NDRIZIM") is not None or header_value(headers, "D001VER") is not None
+    mdrizsky = header_value(headers, "MDRIZSKY")
+    if mdrizsky is not None:
+        if drizzled:
+            return 0.0, f"header: drizzled image, sky MDRIZSKY = {float(mdrizsky):.4g} already subtracted"
+        return float(mdrizsky), "header MDRIZSKY"
+    return None, ""
+
+
+def estimate_background(flux, centre_pixel, pixel_scale_arcsec, path):
+    """Sigma-clipped mean of the pixels farther than `BACKGROUND_MASK_RADIUS_ARCSEC` from the centre."""
+    outside = radius_from_pixel_arcsec(flux.shape, centre_pixel, pixel_scale_arcsec) > BACKGROUND_MASK_RADIUS_ARCSEC
+    sky_pixels = flux[outside & np.isfinite(flux)]
+    if sky_pixels.size < MINIMUM_BACKGROUND_PIXELS:
+        raise ObservationError(
+            f"{path}: only {sky_pixels.size} pixels lie farther than {BACKGROUND_MASK_RADIUS_ARCSEC}″ from the centre, "
+            f"too few (< {MINIMUM_BACKGROUND_PIXELS}) to estimate the sky; give --background VALUE (0 if subtracted)")
+    mean, _, standard_deviation = sigma_clipped_stats(sky_pixels, sigma=BACKGROUND_CLIP_SIGMA, maxiters=10)
+    return float(mean), float(standard_deviation), int(sky_pixels.size)
+
+
+# ==================================================================================================
+# 4. Seeing and resampling
+# ==================================================================================================
+def seeing_kernel_fwhm_arcsec(psf_fwhm_arcsec, path=""):
+    """FWHM of the Gaussian that takes a PSF of `psf_fwhm_arcsec` to π-DOC's 2.5″: √(2.5² − FWHM²).
+
+    Raises ObservationError for a PSF broader than 2.5″: it cannot be sharpened without deconvolution,
+    and π-DOC has never seen a blurrier map, so its answer would carry no meaning.
+    """
+    if not np.isfinite(psf_fwhm_arcsec) or psf_fwhm_arcsec < 0:
+        raise ObservationError(f"{path}: the PSF FWHM must be a non-negative number of arcsec, got {psf_fwhm_arcsec}")
+    if psf_fwhm_arcsec > TARGET_SEEING_FWHM_ARCSEC + 1e-9:
+        raise ObservationError(
+            f"{path}: the image PSF (FWHM {psf_fwhm_arcsec:.3g}″) is broader than π-DOC's {TARGET_SEEING_FWHM_ARCSEC}″ "
+            "seeing; it cannot be matched without deconvolution and such a map lies outside π-DOC's training domain")
+    return math.sqrt(max(TARGET_SEEING_FWHM_ARCSEC**2 - psf_fwhm_arcsec**2, 0.0))
+
+
+def default_psf_fwhm_arcsec(headers):
+    """The per-instrument default of `DEFAULT_PSF_FWHM_ARCSEC`, or None."""
+    telescope = str(header_value(headers, "TELESCOP", "")).strip().upper()
+    instrument = str(header_value(headers, "INSTRUME", "")).strip().upper()
+    return DEFAULT_PSF_FWHM_ARCSEC.get((telescope, instrument))
+
+
+def gaussian_kernel(sigma_pixels_x, sigma_pixels_y):
+    """A normalised 2-D Gaussian kernel, truncated at 4σ, shape (rows, columns)."""
+    half_x = max(int(math.ceil(4.0 * sigma_pixels_x)), 1)
+    half_y = max(int(math.ceil(4.0 * sigma_pixels_y)), 1)
+    x = np.arange(-half_x, half_x + 1)
+    y = np.arange(-half_y, half_y + 1)
+    kernel = np.exp(-0.5 * (y[:, None] / sigma_pixels_y) ** 2) * np.exp(-0.5 * (x[None, :] / sigma_pixels_x) ** 2)
+    return kernel / kernel.sum()
+
+
+def convolve_to_seeing(flux, kernel_fwhm_arcsec, pixel_scales_arcsec):
+    """Convolve with a Gaussian of `kernel_fwhm_arcsec`, normalised by the valid-pixel weight.
+
+    Where every pixel under the kernel is valid this is the plain convolution (flux conserved). Bad
+    (NaN) pixels are replaced by the kernel-weighted mean of their valid neighbours, and so are valid
+    pixels near an edge of the data; bad pixels with less than half of the kernel's weight on valid
+    data stay NaN (outside the image).
+    """
+    valid = np.isfinite(flux)
+    if kernel_fwhm_arcsec <= 0:
+        return np.where(valid, flux, np.nan)
+    sigma_x = kernel_fwhm_arcsec / FWHM_PER_SIGMA / pixel_scales_arcsec[0]
+    sigma_y = kernel_fwhm_arcsec / FWHM_PER_SIGMA / pixel_scales_arcsec[1]
+    kernel = gaussian_kernel(sigma_x, sigma_y)
+    smoothed_flux = signal.fftconvolve(np.where(valid, flux, 0.0), kernel, mode="same")
+    valid_weight = signal.fftconvolve(valid.astype(np.float64), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = smoothed_flux / np.where(valid_weight > 1e-12, valid_weight, np.nan)
+    # Inside the data the weight is 1 to rounding: keep the exact convolution there. A bad pixel with
+    # less than half of the kernel's weight on valid data stays NaN (it is outside the image).
+    normalised = np.where(valid | (valid_weight > 0.5), normalised, np.nan)
+    return np.where(np.abs(valid_weight - 1.0) < 1e-6, smoothed_flux, normalised)
+
+
+def frame_wcs(centre):
+    """π-DOC's frame: TAN, 160×160 pixels of 0.25″, north up, east left, centred on `centre` (SkyCoord)."""
+    centre = centre.icrs
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [centre.ra.deg, centre.dec.deg]
+    # The cluster centre at the corner shared by the four central pixels, 1-based pixel 80.5.
+    wcs.wcs.crpix = [0.5 * MAP_PIXELS + 0.5, 0.5 * MAP_PIXELS + 0.5]
+    wcs.wcs.cdelt = [-PIXEL_SCALE_ARCSEC / 3600.0, PIXEL_SCALE_ARCSEC / 3600.0]
+    wcs.wcs.cunit = ["deg", "deg"]
+    wcs.wcs.radesys = "ICRS"
+    wcs.array_shape = (MAP_PIXELS, MAP_PIXELS)
+    return wcs
+
+
+def resample_to_frame(flux, wcs, target_wcs, pixel_area_arcsec2):
+    """Flux-conserving resampling onto `target_wcs` (160×160); NaN input counts as no flux.
+
+    `reproject` conserves surface brightness by default, which would return (0.25/s)² times too
+    little or too much flux. Images with pixels finer than 0.25″ are binned down with
+    `reproject_adaptive(conserve_flux=True)`, which scales each output pixel by the Jacobian of the
+    mapping, SIP distortion included. Images with pixels of 0.25″ or coarser are interpolated:
+    their anti-aliasing kernel would add a blur of about one input pixel (a 0.5″ image then moved
+    π-DOC's distance by +1.0 kpc at 15 and 30 kpc), while bicubic interpolation of the surface
+    brightness, times the 0.0625 arcsec² pixel, of a map already smoothed to 2.5″ keeps the flux to
+    0.1–0.5 % and π-DOC's answers to 0.01 kpc (measured here; docs/observations.md).
+    """
+    from reproject import reproject_adaptive, reproject_interp
+
+    clean = np.where(np.isfinite(flux), flux, 0.0)
+    if pixel_area_arcsec2 >= PIXEL_SCALE_ARCSEC**2:
+        surface_brightness, _ = reproject_interp((clean / pixel_area_arcsec2, wcs), target_wcs,
+                                                 shape_out=(MAP_PIXELS, MAP_PIXELS), order="bicubic")
+        resampled = surface_brightness * PIXEL_SCALE_ARCSEC**2
+    else:
+        resampled, _ = reproject_adaptive((clean, wcs), target_wcs, shape_out=(MAP_PIXELS, MAP_PIXELS),
+                                          conserve_flux=True, kernel=RESAMPLING_KERNEL, boundary_mode="strict")
+    return np.where(np.isfinite(resampled), resampled, 0.0)
+
+
+def covered_fraction_per_pixel(valid, wcs, target_wcs):
+    """Fraction of each frame pixel that falls on valid image pixels (0 outside the image)."""
+    from reproject import reproject_adaptive
+
+    fraction, _ = reproject_adaptive((valid.astype(np.float64), wcs), target_wcs, shape_out=(MAP_PIXELS, MAP_PIXELS),
+                                     conserve_flux=False, boundary_mode="strict")
+    return np.clip(np.where(np.isfinite(fraction), fraction, 0.0), 0.0, 1.0)
+
+
+def fill_gaps_by_point_reflection(flux_map, covered):
+    """Fill uncovered frame pixels: by point reflection about the centre, else by the annulus mean.
+
+    The frame centre is the corner shared by pixels 79 and 80, so pixel (i, j) reflects onto
+    (159 − i, 159 − j). A cluster is, to first order, symmetric under this reflection (any projected
+    ellipsoid is). Pixels whose mirror is uncovered too take the mean of the covered pixels at the same
+    radius (1-pixel annuli); with none, the empty-pixel floor.
+
+    Returns
+    -------
+    filled : numpy.ndarray (160, 160)
+    counts : dict
+        "reflected", "annulus_mean", "floor": how many pixels each rule filled.
+    """
+    filled = np.array(flux_map, dtype=np.float64)
+    mirror_covered = covered[::-1, ::-1]
+    reflected = ~covered & mirror_covered
+    filled[reflected] = flux_map[::-1, ::-1][reflected]
+    still_missing = ~covered & ~mirror_covered
+    centre = 0.5 * MAP_PIXELS - 0.5
+    rows, columns = np.indices(flux_map.shape)
+    annulus = np.floor(np.hypot(rows - centre, columns - centre)).astype(int)
+    annulus_sum = np.bincount(annulus[covered], weights=flux_map[covered], minlength=annulus.max() + 1)
+    annulus_count = np.bincount(annulus[covered], minlength=annulus.max() + 1)
+    annulus_mean = np.where(annulus_count > 0, annulus_sum / np.maximum(annulus_count, 1), np.nan)
+    fill_values = annulus_mean[annulus[still_missing]]
+    no_annulus = ~np.isfinite(fill_values)
+    fill_values[no_annulus] = FLUX_FLOOR_LSUN_PER_KPC2
+    filled[still_missing] = fill_values
+    return filled, {"reflected": int(reflected.sum()), "annulus_mean": int((~no_annulus).sum()), "floor": int(no_annulus.sum())}
+
+
+# ==================================================================================================
+# 5. The whole chain
+# ==================================================================================================
+def image_to_pidoc_map(path, ra_deg=None, dec_deg=None, hdu=None, zeropoint_vega=None, ebv=0.0,
+                       psf_fwhm_arcsec=None, background=None, units=None, verbose=True):
+    """Turn a FITS image into π-DOC's input map; nothing is written.
+
+    Parameters
+    ----------
+    path : str or Path
+        The FITS image.
+    ra_deg, dec_deg : float, optional
+        Cluster centre (ICRS, degrees); both or neither. Default: the light-weighted centre.
+    hdu : int or str, optional
+        Image HDU; default the first 2-D image.
+    zeropoint_vega : float, optional
+        V (Vega) magnitude of one data unit per second; default from PHOTFLAM/PHOTPLAM.
+    ebv : float
+        E(B−V) in mag (A_V = 3.1 E(B−V)); default 0.
+    psf_fwhm_arcsec : float, optional
+        FWHM of the image's PSF; default per instrument (`DEFAULT_PSF_FWHM_ARCSEC`).
+    background : float, optional
+        Sky level in the image's data units (a number in mag arcsec⁻² for a surface-brightness image).
+        Default: from the header (MDRIZSKY), else estimated outside 20″ from the centre.
+    units : str, optional
+        Overrides BUNIT ('counts', 'counts/s' or 'mag/arcsec2').
+
+    Returns
+    -------
+    dict
+        "log_flux_map" (160, 160) float32, log10 F in L☉ kpc⁻²; "frame_wcs"; "centre" (SkyCoord);
+        "covered_fraction"; "domain_reasons" (list of str, empty when none); "report" (an ordered list
+        of (quantity, value) for the table); "calibration"; "cutout" (flux per image pixel around the
+        centre, with its WCS, for the figure).
+    """
+    image = read_image(path, hdu)
+    path = image["path"]
+    headers = image["headers"]
+    wcs = image["wcs"]
+    report = [("image", f"{path.name}, HDU {image['hdu_label']}, {image['data'].shape[1]}×{image['data'].shape[0]} px "
+                        f"of {image['pixel_scale_arcsec']:.4f}″")]
+    domain_reasons = []
+
+    # Calibration before anything else, so that bad units fail fast.
+    calibration = photometric_calibration(image, zeropoint_vega=zeropoint_vega, ebv=ebv, units=units)
+    if psf_fwhm_arcsec is None:
+        psf_fwhm_arcsec = default_psf_fwhm_arcsec(headers)
+        psf_source = "instrument default"
+        if psf_fwhm_arcsec is None:
+            raise ObservationError(
+                f"{path}: no default PSF for TELESCOP={header_value(headers, 'TELESCOP')!r}, "
+                f"INSTRUME={header_value(headers, 'INSTRUME')!r}; give --psf-fwhm-arcsec (the seeing FWHM)")
+    else:
+        psf_source = "given"
+    kernel_fwhm_arcsec = seeing_kernel_fwhm_arcsec(float(psf_fwhm_arcsec), path)
+    if (ra_deg is None) != (dec_deg is None):
+        raise ObservationError(f"{path}: give both --ra and --dec, or neither")
+
+    flux = flux_per_pixel(image["data"], calibration, image["pixel_area_arcsec2"])
+    if not np.isfinite(flux).any():
+        raise ObservationError(f"{path}: no pixel gives a finite flux after calibration")
+    pixel_scale_arcsec = image["pixel_scale_arcsec"]
+    ny, nx = flux.shape
+
+    # Centre: given, or a first light-weighted guess (sky taken as the median) to place the sky mask.
+    if ra_deg is not None:
+        centre = SkyCoord(float(ra_deg) * u.deg, float(dec_deg) * u.deg, frame="icrs")
+        centre_pixel = tuple(float(value) for value in wcs.world_to_pixel(centre))
+        centre_source = "given (--ra/--dec)"
+    else:
+        median_flux = float(np.nanmedian(flux))
+        try:
+            centre_pixel = light_weighted_centre_pixel(flux - median_flux, pixel_scale_arcsec)
+        except ValueError as error:
+            raise ObservationError(f"{path}: cannot find a light-weighted centre ({error}); give --ra/--dec") from error
+    if not (-0.5 <= centre_pixel[0] <= nx - 0.5 and -0.5 <= centre_pixel[1] <= ny - 0.5):
+        where = f"RA {ra_deg:.5f}°, Dec {dec_deg:.5f}°" if ra_deg is not None else "light-weighted"
+        raise ObservationError(
+            f"{path}: the centre ({where}) falls outside the image, at pixel "
+            f"({centre_pixel[0]:.0f}, {centre_pixel[1]:.0f}) of a {nx}×{ny} image")
+
+    # Sky, in the units of the data, converted with the same calibration.
+    if background is not None:
+        background_flux = float(flux_per_pixel(np.float64(background), calibration, image["pixel_area_arcsec2"]))
+        background_source = f"given: {background:.6g} (data units)"
+    else:
+        header_sky, header_source = header_background(headers) if calibration["units"] != "mag/arcsec2" else (None, "")
+        if header_sky is not None:
+            background_flux = float(flux_per_pixel(np.float64(header_sky), calibration, image["pixel_area_arcsec2"]))
+            background_source = f"{header_source}: {header_sky:.6g} (data units)"
+        else:
+            background_flux, scatter, count = estimate_background(flux, centre_pixel, pixel_scale_arcsec, path)
+            background_data = float(data_from_flux_per_pixel(background_flux, calibration, image["pixel_area_arcsec2"])) \
+                if background_flux > 0 or calibration["units"] != "mag/arcsec2" else float("nan")
+            background_source = (f"estimated: 3σ-clipped mean of {count} pixels beyond {BACKGROUND_MASK_RADIUS_ARCSEC:.0f}″ "
+                                 f"from the centre = {background_data:.6g} (data units)")
+    flux = flux - background_flux
+
+    if ra_deg is None:
+        centre_pixel = light_weighted_centre_pixel(flux, pixel_scale_arcsec, start_pixel=centre_pixel)
+        centre = wcs.pixel_to_world(*centre_pixel).icrs
+        centre_source = "light-weighted centre of the image (no --ra/--dec given)"
+
+    # Work on a cutout that holds the frame plus the kernel's reach; outside the image it is NaN.
+    kernel_sigma_arcsec = kernel_fwhm_arcsec / FWHM_PER_SIGMA
+    cutout_size_arcsec = 2.0 * (FRAME_HALF_DIAGONAL_ARCSEC + 4.0 * kernel_sigma_arcsec + 2.0)
+    cutout = Cutout2D(flux, centre, cutout_size_arcsec * u.arcsec, wcs=wcs, mode="partial", fill_value=np.nan, copy=True)
+    valid = np.isfinite(cutout.data)
+    smoothed = convolve_to_seeing(cutout.data, kernel_fwhm_arcsec, image["pixel_scales_arcsec"])
+
+    target_wcs = frame_wcs(centre)
+    covered_fraction_map = covered_fraction_per_pixel(valid, cutout.wcs, target_wcs)
+    covered = covered_fraction_map >= PIXEL_COVERED_THRESHOLD
+    covered_fraction = float(covered.mean())
+    if covered_fraction < MINIMUM_COVERED_FRACTION:
+        raise ObservationError(
+            f"{path}: the image covers only {100 * covered_fraction:.1f} % of π-DOC's 40″×40″ frame about the centre "
+            f"(minimum {100 * MINIMUM_COVERED_FRACTION:.0f} %); point reflection cannot complete it")
+    flux_map = resample_to_frame(smoothed, cutout.wcs, target_wcs, image["pixel_area_arcsec2"])
+    fill_counts = {"reflected": 0, "annulus_mean": 0, "floor": 0}
+    if covered_fraction < 1.0:
+        flux_map, fill_counts = fill_gaps_by_point_reflection(flux_map, covered)
+    if covered_fraction < COMPLETE_COVERED_FRACTION:
+        domain_reasons.append(
+            f"frame {100 * covered_fraction:.0f} % covered by the image; gap filled by point reflection about the centre")
+    non_positive = int((flux_map <= FLUX_FLOOR_LSUN_PER_KPC2).sum())
+    log_flux_map = np.log10(np.maximum(flux_map, FLUX_FLOOR_LSUN_PER_KPC2)).astype(np.float32)
+
+    zeropoint_text = (f"V {calibration['zeropoint_v_mag']:.3f} mag for 1 unit/s; {calibration['zeropoint_source']}"
+                      if calibration["zeropoint_v_mag"] is not None else calibration["zeropoint_source"])
+    report += [
+        ("units", calibration["units"] + (f" over EXPTIME {calibration['exposure_time_s']:g} s" if calibration["exposure_time_s"] else "")),
+        ("filter", calibration["filter"] or "not given"),
+        ("zero point", zeropoint_text),
+        ("extinction", f"E(B−V) = {calibration['ebv_mag']:.3f}, A_V = {calibration['extinction_v_mag']:.3f} mag"),
+        ("sky", background_source),
+        ("centre", f"RA {centre.ra.deg:.6f}°, Dec {centre.dec.deg:.6f}° ({centre_source})"),
+        ("PSF", f"image FWHM {float(psf_fwhm_arcsec):.3f}″ ({psf_source}); kernel FWHM {kernel_fwhm_arcsec:.3f}″ to reach {TARGET_SEEING_FWHM_ARCSEC}″"),
+        ("coverage", f"{100 * covered_fraction:.1f} % of the frame"
+                     + (f"; filled: {fill_counts['reflected']} px by reflection, {fill_counts['annulus_mean']} by annulus mean, "
+                        f"{fill_counts['floor']} at the floor" if covered_fraction < 1.0 else "")),
+        ("total flux in frame", f"{flux_map.sum():.4g} L☉ kpc⁻² (V mag {-2.5 * math.log10(max(flux_map.sum(), 1e-300) / SUN_AT_10_PARSEC_FLUX_LSUN_PER_KPC2) + SOLAR_ABSOLUTE_MAGNITUDE_V:.2f}, extinction-corrected)"),
+        ("pixels at the floor", f"{non_positive} (no light left after the sky)"),
+    ]
+    if verbose:
+        for quantity, value in report:
+            print(f"{quantity:>20}: {value}")
+    return {
+        "log_flux_map": log_flux_map,
+        "frame_wcs": target_wcs,
+        "centre": centre,
+        "covered_fraction": covered_fraction,
+        "covered_pixels": covered,
+        "domain_reasons": domain_reasons,
+        "report": report,
+        "calibration": calibration,
+        "psf_fwhm_arcsec": float(psf_fwhm_arcsec),
+        "kernel_fwhm_arcsec": kernel_fwhm_arcsec,
+        "background_flux_per_pixel": background_flux,
+        "cutout": {"flux": cutout.data, "wcs": cutout.wcs},
+        "source_path": path,
+    }
+
+
+# ==================================================================================================
+# 6. Writing the input map
+# ==================================================================================================
+ASCII_REPLACEMENTS = {"″": '"', "×": "x", "°": " deg", "☉": "sun", "⁻²": "^-2", "⁻¹": "^-1", "−": "-", "σ": "sigma",
+                      "μ": "mu", "√": "sqrt", "²": "^2", "≥": ">=", "≤": "<=", "Δ": "d", "π": "pi", "—": "-", "–": "-"}
+
+
+def ascii_text(text):
+    """`text` with the few non-ASCII symbols of the report spelled in ASCII (FITS headers are ASCII)."""
+    for symbol, replacement in ASCII_REPLACEMENTS.items():
+        text = text.replace(symbol, replacement)
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def input_map_header(result):
+    """FITS header of the input map: the frame's WCS and how the map was made."""
+    header = result["frame_wcs"].to_header()
+    header["BUNIT"] = ("log10(Lsun/kpc2)", "V flux per pixel, F = L_V/(4 pi D^2)")
+    header["PIDOCSRC"] = (result["source_path"].name[:68], "image the map was made from")
+    header["PIDOCCOV"] = (round(result["covered_fraction"], 5), "fraction of the frame covered by the image")
+    calibration = result["calibration"]
+    if calibration["zeropoint_v_mag"] is not None:
+        header["PIDOCZPV"] = (round(calibration["zeropoint_v_mag"], 4), "V (Vega) mag of 1 data unit per second")
+    header["PIDOCAV"] = (round(calibration["extinction_v_mag"], 4), "A_V = 3.1 E(B-V) corrected, mag")
+    header["PIDOCPSF"] = (round(result["psf_fwhm_arcsec"], 4), "image PSF FWHM, arcsec")
+    header["PIDOCKER"] = (round(result["kernel_fwhm_arcsec"], 4), "Gaussian kernel FWHM applied, arcsec")
+    header["SEEING"] = (TARGET_SEEING_FWHM_ARCSEC, "Gaussian FWHM of the map, arcsec")
+    for quantity, value in result["report"]:
+        header.add_history(ascii_text(f"{quantity}: {value}"))
+    return header
+
+
+def write_input_map(output_directory, result):
+    """Write `piDOC_input_map.npy` (1, 160, 160, 1) and `piDOC_input_map.fits` (with WCS), atomically."""
+    output_directory = Path(output_directory)
+    output_directory.mkdir(parents=True, exist_ok=True)
+    log_flux_map = result["log_flux_map"].reshape(1, MAP_PIXELS, MAP_PIXELS, 1).astype(np.float32)
+    paths = [functions.save_array(output_directory / "piDOC_input_map.npy", log_flux_map)]
+    hdu = fits.PrimaryHDU(result["log_flux_map"].astype(np.float32), header=input_map_header(result))
+    paths.append(functions.replace_atomically(output_directory / "piDOC_input_map.fits",
+                                              lambda temporary_path: hdu.writeto(temporary_path)))
+    return paths
+
+
+# ==================================================================================================
+# 7. Synthetic images from π-DOC maps (round-trip tests and benchmarks)
+# ==================================================================================================
+def synthetic_image_from_map(log_flux_map, centre, pixel_scale_arcsec, rotation_deg, image_size_arcsec, units,
+                             zeropoint_v_mag=25.643, exposure_time_s=500.0, sky_surface_brightness_v=22.5,
+                             poisson_noise=False, rng=None):
+    """An image, as a FITS HDUList, that shows a π-DOC map on a finer or coarser rotated grid.
+
+    The map's surface brightness (flux per 0.0625 arcsec²) is interpolated (cubic spline) at every image
+    pixel centre and multiplied by the image pixel area; outside the 40″ frame the cluster gives no
+    light (the test maps hold nothing beyond it). A sky of `sky_surface_brightness_v` is added, then, for count images, optional Poisson noise
+    from `rng` (a seeded numpy Generator). The map is already at 2.5″ seeing, so the image's PSF is
+    2.5″ (pass psf_fwhm_arcsec=2.5 to the pipeline).
+
+    Parameters
+    ----------
+    log_flux_map : array_like (160, 160)
+    centre : SkyCoord
+        Where the map's frame centre lies on the sky.
+    pixel_scale_arcsec, rotation_deg, image_size_arcsec : float
+    units : str
+        'counts' (BUNIT COUNTS, EXPTIME), 'counts/s' (BUNIT ELECTRONS/S) or 'mag/arcsec2'.
+    """
+    from scipy import ndimage
+
+    if units not in UNIT_CHOICES:
+        raise ValueError(f"units must be one of {UNIT_CHOICES}, got {units!r}")
+    pixels = int(round(image_size_arcsec / pixel_scale_arcsec))
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [centre.icrs.ra.deg, centre.icrs.dec.deg]
+    wcs.wcs.crpix = [0.5 * pixels + 0.5, 0.5 * pixels + 0.5]
+    angle = math.radians(rotation_deg)
+    wcs.wcs.cd = pixel_scale_arcsec / 3600.0 * np.array([[-math.cos(angle), math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    wcs.wcs.radesys = "ICRS"
+    columns, rows = np.meshgrid(np.arange(pixels, dtype=np.float64), np.arange(pixels, dtype=np.float64))
+    map_x, map_y = frame_wcs(centre).world_to_pixel(wcs.pixel_to_world(columns, rows))
+    surface_flux = 10.0 ** np.asarray(log_flux_map, dtype=np.float64).reshape(MAP_PIXELS, MAP_PIXELS) / PIXEL_SCALE_ARCSEC**2
+    # The map's pixels tile the frame up to its edges, so the spline is run on the map padded with its
+    # edge values and cut exactly at the frame's border (a spline with zeros beyond would halve the
+    # edge pixels, 1–2 % of the light of an extended cluster).
+    padding = 3
+    interpolated = ndimage.map_coordinates(np.pad(surface_flux, padding, mode="edge"),
+                                           [map_y.ravel() + padding, map_x.ravel() + padding], order=3, mode="nearest")
+    in_frame = (np.abs(map_x.ravel() - 0.5 * (MAP_PIXELS - 1)) <= 0.5 * MAP_PIXELS) & \
+               (np.abs(map_y.ravel() - 0.5 * (MAP_PIXELS - 1)) <= 0.5 * MAP_PIXELS)
+    interpolated = np.where(in_frame, interpolated, 0.0)
+    pixel_area_arcsec2 = pixel_scale_arcsec**2
+    flux = np.maximum(interpolated.reshape(pixels, pixels), 0.0) * pixel_area_arcsec2
+    flux += 10.0 ** log_flux_per_pixel_from_surface_brightness(sky_surface_brightness_v, pixel_area_arcsec2)
+    calibration = {"units": units, "exposure_time_s": exposure_time_s, "zeropoint_v_mag": zeropoint_v_mag, "extinction_v_mag": 0.0}
+    data = data_from_flux_per_pixel(flux, calibration, pixel_area_arcsec2)
+    if poisson_noise:
+        if units == "mag/arcsec2" or rng is None:
+            raise ValueError("Poisson noise needs a count image and a seeded generator `rng`")
+        expected_counts = data if units == "counts" else data * exposure_time_s
+        data = rng.poisson(expected_counts).astype(np.float64)
+        data = data if units == "counts" else data / exposure_time_s
+    header = wcs.to_header()
+    header["BUNIT"] = {"counts": "COUNTS", "counts/s": "ELECTRONS/S", "mag/arcsec2": "mag/arcsec2"}[units]
+    header["EXPTIME"] = exposure_time_s
+    header["TELESCOP"] = "SYNTHETIC"
+    if units != "mag/arcsec2":
+        # A V zero point supplied as the user would: --zeropoint-vega.
+        header["ZPVEGA"] = (zeropoint_v_mag, "V mag of 1 count/s (pass as --zeropoint-vega)")
+    return fits.HDUList([fits.PrimaryHDU(data.astype(np.float32), header=header)])
