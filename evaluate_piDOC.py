@@ -25,6 +25,8 @@ Writes `evaluation.txt` (the table printed) and `evaluation.json` (every number)
 folder, by default `runs/evaluation/<split name>/`.
 """
 import argparse
+import csv
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,9 @@ PROJECT_DIRECTORY = Path(__file__).resolve().parent
 DEFAULT_TRAINED_DIRECTORY = PROJECT_DIRECTORY / "trained_piDOC"
 DEFAULT_STANDARDIZATION_DIRECTORY = PROJECT_DIRECTORY / "input_files" / functions.STANDARDIZATION_SUBDIRECTORY
 DEFAULT_OUTPUT_PARENT = PROJECT_DIRECTORY / "runs" / "evaluation"
+# π-DOC's predictions of a split are kept here, keyed by the split and the weights, so that scoring
+# and calibrating the same split with the same networks runs the CED once (minutes on a CPU).
+PREDICTION_CACHE_DIRECTORY = PROJECT_DIRECTORY / "runs" / "prediction_cache"
 SPLIT_FILES = ("luminosity_V.npy", "mass.npy", "distance_age.npy")
 # The per-distance table is printed when the split has CB21's few discrete test distances; training
 # and validation splits with continuous distances would give one row per map.
@@ -61,6 +66,44 @@ def load_split(split_directory):
     return log_flux_maps, true_log_mass_maps, true_distance_age
 
 
+def load_cluster_ids(split_directory):
+    """The cluster of every map of a split, from its `metadata.csv` (maps of one cluster are correlated)."""
+    path = Path(split_directory) / "metadata.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"split metadata missing: {path} (it names the cluster of every map)")
+    with open(path, newline="") as handle:
+        return np.array([int(row["cluster_id"]) for row in csv.DictReader(handle)])
+
+
+def predict_split(split_directory, trained_directory, standardization_directory, cache_directory=PREDICTION_CACHE_DIRECTORY):
+    """π-DOC's predictions of a split, from the cache when the same split and networks were predicted before.
+
+    Returns
+    -------
+    predicted_log_mass_maps, predicted_distance_age, seconds_per_map
+        As `functions.predict_with_piDOC`; `seconds_per_map` is that of the run that filled the cache.
+    """
+    log_flux_maps, _, _ = load_split(split_directory)
+    import uncertainty
+
+    key = hashlib.sha256(repr((str(Path(split_directory).resolve()), sorted(uncertainty.weights_fingerprint(trained_directory).items()),
+                               str(functions.standardization_directory_for(trained_directory, standardization_directory)),
+                               (Path(split_directory) / "luminosity_V.npy").stat().st_mtime_ns)).encode()).hexdigest()[:16]
+    cache_path = Path(cache_directory) / f"{Path(split_directory).resolve().name}-{key}.npz"
+    if cache_path.is_file():
+        cached = np.load(cache_path)
+        return cached["predicted_log_mass_maps"], cached["predicted_distance_age"], {"CED": float(cached["ced_seconds"]),
+                                                                                      "CNN": float(cached["cnn_seconds"])}
+    piDOC = functions.load_piDOC(trained_directory, standardization_directory)
+    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = functions.predict_with_piDOC(piDOC, log_flux_maps)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache_path.with_name(cache_path.stem + ".tmp.npz")
+    np.savez(temporary, predicted_log_mass_maps=predicted_log_mass_maps, predicted_distance_age=predicted_distance_age,
+             ced_seconds=seconds_per_map["CED"], cnn_seconds=seconds_per_map["CNN"])
+    temporary.replace(cache_path)
+    return predicted_log_mass_maps, predicted_distance_age, seconds_per_map
+
+
 def evaluate(split_directory, trained_directory, standardization_directory):
     """Predict a split with π-DOC and compute every statistic.
 
@@ -71,9 +114,9 @@ def evaluate(split_directory, trained_directory, standardization_directory):
         `functions` statistics) and "seconds_per_map" of each network.
     """
     log_flux_maps, true_log_mass_maps, true_distance_age = load_split(split_directory)
-    piDOC = functions.load_piDOC(trained_directory, standardization_directory)
-    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = functions.predict_with_piDOC(piDOC, log_flux_maps)
-    return {
+    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = predict_split(split_directory, trained_directory,
+                                                                                     standardization_directory)
+    statistics = {
         "split_directory": str(split_directory),
         "number_of_maps": len(log_flux_maps),
         "seconds_per_map": seconds_per_map,
@@ -84,6 +127,17 @@ def evaluate(split_directory, trained_directory, standardization_directory):
         "mass_to_light": functions.mass_to_light_statistics(log_flux_maps, true_log_mass_maps, predicted_log_mass_maps,
                                                            true_distance_age[:, 0], predicted_distance_age[:, 0]),
     }
+    # Intervals and domain verdicts, where the model folder has been calibrated (calibrate_piDOC.py).
+    import uncertainty
+
+    calibration = uncertainty.load_calibration(trained_directory, required=False)
+    if calibration is not None:
+        cluster_ids = load_cluster_ids(split_directory)
+        statistics["coverage"] = uncertainty.coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distance_age,
+                                                             predicted_log_mass_maps, predicted_distance_age, cluster_ids)
+        statistics["domain"] = uncertainty.domain_flag_fraction(calibration, log_flux_maps, predicted_log_mass_maps,
+                                                                predicted_distance_age)
+    return statistics
 
 
 def summary_table(statistics):
@@ -106,7 +160,26 @@ def summary_table(statistics):
     text = tabulate(table_rows, headers=headers, floatfmt=".3f")
     if len(statistics["distance"]["per_distance"]) <= MAXIMUM_DISTANCE_ROWS:
         text += "\n\n" + tabulate(functions.distance_table_rows(statistics["distance"]), disable_numparse=True)
+    if "coverage" in statistics:
+        text += "\n\n" + coverage_text(statistics)
     return text + "\n"
+
+
+def coverage_text(statistics):
+    """Coverage and width of the calibrated intervals, the width–error correlation and the domain flags."""
+    import uncertainty
+
+    coverage = statistics["coverage"]
+    units = ", ".join(f"{quantity} {unit}" for quantity, unit in uncertainty.WIDTH_UNITS.items())
+    text = (f"Interval coverage on {coverage['number_of_clusters']} clusters ({coverage['number_of_maps']} maps); "
+            f"percent of maps (pixels with true log M > -1 for pixel_mass), averaged per cluster, ± its standard "
+            f"error over clusters; mean widths in {units}\n")
+    text += tabulate(uncertainty.coverage_rows(coverage), headers=uncertainty.COVERAGE_HEADERS, disable_numparse=True)
+    text += "\n\nAdaptivity: Spearman rho between the 68 % width and |error|: " + ", ".join(
+        f"{quantity} {rho:.2f}" for quantity, rho in coverage["spearman_width_error"].items())
+    domain = statistics["domain"]
+    text += (f"\nDomain: {domain['percent_outside']:.1f} % of {domain['number_of_maps']} maps flagged outside")
+    return text
 
 
 def main(arguments=None):

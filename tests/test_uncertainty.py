@@ -1,0 +1,178 @@
+"""Calibrated intervals and the domain verdict (uncertainty.py), at tiny sizes.
+
+The conformal machinery is checked on synthetic residuals whose distribution is known; the domain
+verdict on maps from the project's own generators; the committed calibration file against the
+committed networks and test maps.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import functions
+import out_of_domain
+import stellar_evolution
+import uncertainty
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TRAINED_DIRECTORY = PROJECT_ROOT / "trained_piDOC"
+INPUT_DIRECTORY = PROJECT_ROOT / "input_files"
+
+
+def heteroscedastic_gaussian(number, seed):
+    """Features [1, x] with x uniform in [0, 1] and residuals N(0, σ(x)²), σ = exp(−1 + 1.5 x)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, number)
+    features = np.column_stack([np.ones(number), x])
+    return features, rng.normal(0.0, np.exp(-1.0 + 1.5 * x))
+
+
+def test_a_gaussian_model_covers_68_and_95_percent():
+    probabilities = uncertainty.quantile_probabilities()
+    fit = heteroscedastic_gaussian(3000, 1)
+    conformal = heteroscedastic_gaussian(3000, 2)
+    calibrated = uncertainty.calibrate_quantity(*fit, *conformal, probabilities)
+    # The σ model recovers the slope of log σ (the intercept absorbs E log|ε|, irrelevant here).
+    assert calibrated["scale_coefficients"][1] == pytest.approx(1.5, abs=0.15)
+    features, residuals = heteroscedastic_gaussian(40_000, 3)
+    for level, tolerance in ((0.68, 2.0), (0.95, 1.0)):
+        lower, upper = uncertainty.interval(calibrated, np.zeros(len(residuals)), features, level)
+        coverage = 100.0 * np.mean((lower <= residuals) & (residuals <= upper))
+        assert coverage == pytest.approx(100.0 * level, abs=tolerance)
+        # Adaptive: the width follows σ(x), so it is 1.5 e-folds wider at x = 1 than at x = 0.
+        width = upper - lower
+        assert np.log(width[features[:, 1] > 0.9].mean() / width[features[:, 1] < 0.1].mean()) == pytest.approx(1.35, abs=0.15)
+
+
+def test_conformal_ranks_are_the_finite_sample_ones():
+    scores = np.arange(1.0, 20.0)           # 19 scores: (n + 1) p = 20 p
+    lower, middle, upper = uncertainty.conformal_quantiles(scores, [0.16, 0.5, 0.84])
+    assert (lower, middle, upper) == (3.0, 10.0, 17.0)   # ⌊3.2⌋, ⌈10⌉, ⌈16.8⌉
+
+
+def test_an_interval_contains_the_point_prediction_even_under_bias():
+    probabilities = uncertainty.quantile_probabilities()
+    features = np.ones((500, 1))
+    # Truth always above the prediction by 1 to 2: both quantiles are positive.
+    residuals = np.random.default_rng(5).uniform(1.0, 2.0, 500)
+    calibrated = uncertainty.calibrate_quantity(features, residuals, features, residuals, probabilities)
+    points = np.linspace(-3.0, 3.0, 7)
+    for level in uncertainty.INTERVAL_LEVELS:
+        lower, upper = uncertainty.interval(calibrated, points, np.ones((7, 1)), level)
+        assert np.all(lower <= points) and np.all(points <= upper)
+        assert np.all(upper > points + 1.0)
+
+
+def test_cluster_averaged_coverage_counts_clusters_not_maps():
+    # Cluster 0 has 9 covered maps, cluster 1 one uncovered map: 50 %, not 90 %.
+    covered = np.array([1.0] * 9 + [0.0])
+    coverage, _, clusters = uncertainty.cluster_mean(covered, np.array([0] * 9 + [1]))
+    assert (coverage, clusters) == (0.5, 2)
+
+
+def test_impossible_outputs_are_flagged():
+    maps = np.zeros((4, 160, 160, 1), np.float32)
+    distance_age = np.array([[-23.6, 5.0], [20.0, 20.7], [np.nan, 3.0], [30.0, 7.0]])
+    reasons = uncertainty.physical_reasons(maps, distance_age)
+    assert "distance -23.6 kpc ≤ 0" in reasons[0]
+    assert "age 20.7 Gyr outside 0–14 Gyr" in reasons[1]
+    assert "non-finite" in reasons[2]
+    assert reasons[3] == ""
+
+
+@pytest.fixture(scope="module")
+def committed_calibration():
+    return uncertainty.load_calibration(TRAINED_DIRECTORY)
+
+
+def plausible_predictions(number_of_maps):
+    """Predictions inside physical limits, so only the input maps decide the verdict."""
+    return np.full((number_of_maps, 160, 160, 1), -1.0, np.float32), np.tile([30.0, 8.0], (number_of_maps, 1))
+
+
+def test_committed_test_maps_are_inside(committed_calibration):
+    log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")
+    verdicts = uncertainty.domain_verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
+    assert sum(verdict == "outside" for verdict, _ in verdicts) <= 3
+
+
+@pytest.mark.parametrize("family, expected_words", [("smooth", "too smooth"), ("flat", "same value")])
+def test_starless_and_flat_maps_are_outside(committed_calibration, family, expected_words):
+    log_flux, _ = out_of_domain.make_family(family, 2, seed=3)
+    verdicts = uncertainty.domain_verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
+    assert all(verdict == "outside" for verdict, _ in verdicts)
+    assert all(expected_words in reason for _, reason in verdicts), verdicts
+
+
+def test_a_tiny_extended_cluster_at_15_kpc_is_outside(committed_calibration):
+    def coarse_tables(metallicity_feh):
+        return stellar_evolution.load_stellar_table(metallicity_feh, **stellar_evolution.COARSE_GRID)
+
+    log_flux, _ = out_of_domain.make_family("extended", 1, seed=4, stellar_table_loader=coarse_tables,
+                                            initial_stars=20_000, age_range_gyr=(0.05, 0.3))
+    verdicts = uncertainty.domain_verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
+    assert verdicts[0][0] == "outside", verdicts
+
+
+def copy_of_trained_directory(tmp_path):
+    directory = tmp_path / "trained"
+    shutil.copytree(TRAINED_DIRECTORY, directory)
+    return directory
+
+
+def test_a_corrupt_or_foreign_calibration_file_is_refused(tmp_path):
+    directory = copy_of_trained_directory(tmp_path)
+    path = directory / uncertainty.CALIBRATION_FILE
+    record = json.loads(path.read_text())
+
+    path.write_text("{ not json")
+    with pytest.raises(ValueError, match="calibration file .*calibration.json is corrupt"):
+        uncertainty.load_calibration(directory)
+    path.write_text(json.dumps({key: value for key, value in record.items() if key != "domain"}))
+    with pytest.raises(ValueError, match="corrupt"):
+        uncertainty.load_calibration(directory)
+    path.write_text(json.dumps(dict(record, weights_sha256={"CED.weights.h5": "0" * 64})))
+    with pytest.raises(ValueError, match="other weights"):
+        uncertainty.load_calibration(directory)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="calibration file missing"):
+        uncertainty.load_calibration(directory)
+    assert uncertainty.load_calibration(directory, required=False) is None
+
+
+def test_summary_without_calibration_checks_physics_only(tmp_path):
+    directory = copy_of_trained_directory(tmp_path)
+    (directory / uncertainty.CALIBRATION_FILE).unlink()
+    log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")[:2]
+    predicted_maps, _ = plausible_predictions(2)
+    rows, pixel_bounds = uncertainty.summarize(directory, log_flux, predicted_maps, np.array([[30.0, 8.0], [-5.0, 8.0]]))
+    assert pixel_bounds is None
+    assert np.isnan(rows[0]["distance_kpc_lo68"])
+    assert rows[0]["domain"] == "unchecked"
+    assert rows[1]["domain"] == "outside" and "≤ 0" in rows[1]["domain_reason"]
+
+
+def test_summary_writes_atomically_and_keeps_old_files_on_bad_rows(tmp_path):
+    log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")[:3]
+    predicted_maps, distance_age = plausible_predictions(3)
+    rows, pixel_bounds = uncertainty.summarize(TRAINED_DIRECTORY, log_flux, predicted_maps, distance_age,
+                                               map_names=["a", "b", "c"])
+    assert pixel_bounds.shape == (3, 160, 160, 5)
+    # Bounds are ordered lo95 ≤ lo68 ≤ median-or-point ≤ hi68 ≤ hi95 around the prediction.
+    assert np.all(np.diff(pixel_bounds[..., [0, 1]], axis=-1) >= 0) and np.all(np.diff(pixel_bounds[..., [3, 4]], axis=-1) >= 0)
+    assert np.all(pixel_bounds[..., 1] <= predicted_maps[..., 0]) and np.all(predicted_maps[..., 0] <= pixel_bounds[..., 3])
+    for row in rows:
+        for column in uncertainty.SUMMARY_COLUMNS.values():
+            assert row[f"{column}_lo95"] <= row[f"{column}_lo68"] <= row[column] <= row[f"{column}_hi68"] <= row[f"{column}_hi95"]
+
+    uncertainty.write_prediction_summary(tmp_path, rows, pixel_bounds)
+    written = (tmp_path / uncertainty.SUMMARY_CSV_FILE).read_text()
+    assert written.splitlines()[0].startswith("map,distance_kpc,distance_kpc_median,distance_kpc_lo68")
+    assert not list(tmp_path.glob("*.tmp*"))
+    broken = [dict(row) for row in rows]
+    del broken[1]["age_gyr_lo68"]
+    with pytest.raises(KeyError):
+        uncertainty.write_prediction_summary(tmp_path, broken)
+    assert (tmp_path / uncertainty.SUMMARY_CSV_FILE).read_text() == written

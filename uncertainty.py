@@ -1,0 +1,850 @@
+"""Calibrated intervals and a domain verdict for every π-DOC prediction.
+
+π-DOC's networks return one number for any input. This module adds, per map, 68 % and 95 %
+intervals with a median for the distance, the age, the total mass in the field, the global M/L_V
+(light from the flux with the *predicted* distance, what an observer has) and every pixel of the
+mass map; and a verdict on whether the map looks like the maps the intervals were calibrated on.
+The committed networks stay the point predictors; nothing here retrains them. The method, in the
+order the code follows it (details and references in docs/uncertainty.md):
+
+1. Quantities. Each is handled where its errors are closest to additive: log10 D, age in Gyr,
+   log10 M_tot, log10 M/L_V, and log10 M per pixel.
+2. Difficulty. A small log-linear model σ(x) of the absolute residual is fitted on one half of the
+   calibration clusters, x being what is known at prediction time: the predicted distance and age
+   and the map's median log flux (for pixels also the pixel's predicted log mass). This makes the
+   intervals adaptive: wider for far clusters and faint pixels (Lei et al. 2018, JASA 113, 1094,
+   "locally weighted" split conformal).
+3. Conformal quantiles. On the other half of the calibration clusters, the signed normalised
+   residuals (truth − prediction) / σ are ranked, and the interval of level c runs from the
+   (1 − c)/2 to the (1 + c)/2 conformal quantile (finite-sample ranks, Angelopoulos & Bates 2021,
+   arXiv:2107.07511). Signed quantiles make intervals asymmetric where π-DOC is biased (it places
+   far clusters too close). Pixels are calibrated per bin of predicted log mass ("Mondrian"
+   conformal, Vovk et al. 2005), so faint and bright pixels each get their own coverage.
+   Coverage is guaranteed for clusters drawn like the calibration clusters (exchangeable with
+   them); maps of one cluster are correlated, so the two halves and the test are split by cluster.
+4. Domain. Five statistics of the input map (median and peak log flux, half-light radius, the
+   fraction of the field the light fills, and the graininess that resolved stars give a map) are
+   compared with those of the calibration maps by a Mahalanobis distance. A map beyond the 99.5th
+   percentile of the calibration maps is `outside`, with the statistic furthest from what the
+   others predict as the reason. Physically impossible outputs (distance ≤ 0, age outside 0–14 Gyr,
+   non-finite values) make a map `outside` whatever its statistics.
+
+The calibration result is one JSON file per model folder (`<trained folder>/calibration.json`,
+written by `calibrate_piDOC.py`), tied to the SHA-256 of the weights it was made for.
+"""
+import csv
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage, stats
+from tabulate import tabulate
+
+import functions
+
+# --- Files ------------------------------------------------------------------------------------------
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FORMAT = "piDOC-calibration-1"
+SUMMARY_CSV_FILE = "predictions_summary.csv"
+SUMMARY_TEXT_FILE = "predictions_summary.txt"
+# Per-pixel bounds: (N, 160, 160, 5) float32, log10 M☉, along the last axis PIXEL_BOUND_NAMES.
+PIXEL_BOUNDS_FILE = "predictionM_intervals.npy"
+PIXEL_BOUND_NAMES = ("lo95", "lo68", "median", "hi68", "hi95")
+
+# --- Intervals --------------------------------------------------------------------------------------
+INTERVAL_LEVELS = (0.68, 0.95)
+# Central levels at which coverage is calibrated and measured (the reliability diagram); they
+# include INTERVAL_LEVELS. Each level c needs the (1 − c)/2 and (1 + c)/2 quantiles.
+RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95, 0.99)
+SCALAR_QUANTITIES = ("distance", "age", "total_mass", "mass_to_light")
+# What each quantity is called in the summary table, and how its calibrated variable (column 2 of
+# `scalar_variables`) turns back into the reported unit.
+SUMMARY_COLUMNS = {"distance": "distance_kpc", "age": "age_gyr", "total_mass": "log_total_mass_msun",
+                   "mass_to_light": "mass_to_light_v"}
+MAXIMUM_AGE_GYR = 14.0          # CB21 §2: snapshots from 0 to 14 Gyr; the Universe is 13.8 Gyr old
+# Difficulty features are clipped to the range the calibration clusters span, so a far-out input
+# cannot extrapolate the log-linear σ model to absurd widths (the domain verdict flags it instead).
+DIFFICULTY_DISTANCE_RANGE_KPC = (5.0, 120.0)
+PIXEL_LOG_MASS_RANGE = (-3.0, 1.5)
+# Mondrian groups. The shape of the normalised residuals, not only their scale, changes with the
+# distance (a cluster at 15 kpc shows ~30 times more resolved stars per arcsec² than at 80 kpc), so
+# quantiles are taken separately in four ranges of *predicted* distance, with edges halfway between
+# CB21's test distances. Pixels are further split by their predicted log10 M: below −1.5 are mostly
+# the seeing wings and empty sky of the field; above, 0.5-dex bins up to the cores.
+DISTANCE_GROUP_EDGES_KPC = (22.5, 45.0, 70.0)
+PIXEL_GROUP_EDGES_LOG_MSUN = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5)
+# A group with fewer conformal scores than this takes the quantiles of all groups together: 40
+# scores are the fewest that resolve the 2.5 % and 97.5 % quantiles at all ((n + 1) · 0.025 ≥ 1).
+MINIMUM_SCORES_PER_GROUP = 40
+# Pixels drawn per calibration map for the pixel intervals (seeded): 2400 maps × 2000 pixels are
+# millions of residuals, plenty for the 2.5 % quantiles of every bin, in a fraction of the memory.
+CALIBRATION_PIXELS_PER_MAP = 2000
+CALIBRATION_SEED = 2021
+PIXEL_CHUNK_MAPS = 32
+
+# --- Domain -----------------------------------------------------------------------------------------
+DOMAIN_FEATURES = ("median_log_flux", "peak_log_flux", "log_half_light_radius_arcsec", "filled_fraction",
+                   "graininess_dex")
+DOMAIN_PERCENTILE = 99.5
+# Graininess: the rms, over the pixels within 2 dex of the peak, of log F minus log F smoothed by a
+# Gaussian of 2 px. Resolved stars through 2.5″ seeing (σ = 4.2 px) leave bumps of that size in a
+# mock or real cluster; a smooth surface-brightness model has none.
+GRAININESS_SMOOTHING_PIXELS = 2.0
+FILLED_DEX_BELOW_PEAK = 2.0
+PEAK_PERCENTILE = 99.0
+
+
+# ==================================================================================================
+# 1. Quantities
+# ==================================================================================================
+def positive_log10(values):
+    """log10 of positive values; NaN (not an error) for zero, negative or non-finite ones."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(values) & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan)
+
+
+def scalar_variables(log_flux_maps, log_mass_maps, distance_age):
+    """The four map-level quantities in the variables their intervals are built in.
+
+    Parameters
+    ----------
+    log_flux_maps, log_mass_maps : numpy.ndarray, (N, 160, 160, 1)
+    distance_age : numpy.ndarray, (N, 2), [distance kpc, age Gyr]
+
+    Returns
+    -------
+    dict of numpy.ndarray, (N,)
+        "distance": log10 D; "age": Gyr; "total_mass": log10 M_tot in the field; "mass_to_light":
+        log10 of M_tot / L_tot with L = F · 4π D² and the D given. NaN where D ≤ 0.
+    """
+    distance_age = np.asarray(distance_age, dtype=np.float64)
+    distance_kpc = distance_age[:, 0]
+    luminosity_lsun = functions.luminosity_maps_lsun(log_flux_maps, distance_kpc)
+    return {
+        "distance": positive_log10(distance_kpc),
+        "age": distance_age[:, 1],
+        "total_mass": functions.total_log_mass(log_mass_maps),
+        "mass_to_light": positive_log10(functions.global_mass_to_light(log_mass_maps, luminosity_lsun)),
+    }
+
+
+def to_reported_unit(quantity, values):
+    """Calibrated variable → the unit of the summary table (kpc, Gyr, log10 M☉, M☉/L☉)."""
+    values = np.asarray(values, dtype=np.float64)
+    if quantity in ("distance", "mass_to_light"):
+        return 10.0**values
+    if quantity == "age":
+        # The truth lies in [0, 14] Gyr, so cutting the interval there never lowers its coverage.
+        return np.clip(values, 0.0, MAXIMUM_AGE_GYR)
+    return values
+
+
+# ==================================================================================================
+# 2. Difficulty: a log-linear model of the absolute residual
+# ==================================================================================================
+def map_difficulty_features(log_flux_maps, predicted_distance_age):
+    """Design matrix of the map-level σ model: what is known at prediction time, per map.
+
+    Columns: 1, log10 D̂, (log10 D̂)², Â/14, (Â/14)², median log F (D̂, Â the predicted distance and
+    age, clipped to the calibrated range). Far clusters have fewer resolved stars in the field and
+    π-DOC is worse there (CB21 Fig. 9); young and old clusters differ in how fast light fades.
+    """
+    predicted_distance_age = np.asarray(predicted_distance_age, dtype=np.float64)
+    distance_kpc = np.nan_to_num(predicted_distance_age[:, 0], nan=DIFFICULTY_DISTANCE_RANGE_KPC[0])
+    log_distance = np.log10(np.clip(distance_kpc, *DIFFICULTY_DISTANCE_RANGE_KPC))
+    age_fraction = np.clip(np.nan_to_num(predicted_distance_age[:, 1]), 0.0, MAXIMUM_AGE_GYR) / MAXIMUM_AGE_GYR
+    median_log_flux = np.median(np.asarray(log_flux_maps, dtype=np.float64).reshape(len(log_distance), -1), axis=1)
+    return np.column_stack([np.ones_like(log_distance), log_distance, log_distance**2, age_fraction, age_fraction**2,
+                            median_log_flux])
+
+
+def pixel_difficulty_features(predicted_log_mass, map_features):
+    """Design matrix of the pixel σ model: the pixel's predicted log10 M (cubic) and its map's features.
+
+    `predicted_log_mass` is (P,) and `map_features` (P, k), the map-level row of each pixel.
+    """
+    log_mass = np.clip(np.asarray(predicted_log_mass, dtype=np.float64), *PIXEL_LOG_MASS_RANGE)
+    return np.column_stack([map_features, log_mass, log_mass**2, log_mass**3])
+
+
+def fit_scale_model(features, residuals):
+    """Least-squares coefficients β of log|r| ≈ X β, so that σ = exp(X β).
+
+    For residuals r = σ(x) ε with ε of any fixed distribution, E log|r| = log σ(x) + const; the
+    constant does not matter, because the conformal step rescales by quantiles of r / σ.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    residuals = np.asarray(residuals, dtype=np.float64)
+    usable = np.isfinite(residuals) & np.all(np.isfinite(features), axis=1)
+    absolute = np.abs(residuals[usable])
+    # A floor keeps exact zeros (a pixel predicted perfectly) from dominating the log fit.
+    floor = 1e-3 * max(float(np.median(absolute)), 1e-12)
+    coefficients, *_ = np.linalg.lstsq(features[usable], np.log(absolute + floor), rcond=None)
+    return coefficients
+
+
+def scale(coefficients, features):
+    """σ = exp(X β) of `fit_scale_model`."""
+    return np.exp(np.asarray(features, dtype=np.float64) @ np.asarray(coefficients, dtype=np.float64))
+
+
+# ==================================================================================================
+# 3. Conformal quantiles
+# ==================================================================================================
+def quantile_probabilities(levels=RELIABILITY_LEVELS):
+    """The lower and upper tail probabilities of every central level, and the median, sorted."""
+    probabilities = {0.5}
+    for level in levels:
+        probabilities.update({round((1.0 - level) / 2.0, 6), round((1.0 + level) / 2.0, 6)})
+    return sorted(probabilities)
+
+
+def conformal_quantiles(scores, probabilities):
+    """Finite-sample conformal quantiles of `scores` at `probabilities`.
+
+    With n scores sorted increasingly, the upper quantile at p is the ⌈(n + 1) p⌉-th smallest and the
+    lower one the ⌊(n + 1) p⌋-th, so a new exchangeable score falls below the upper one with
+    probability ≥ p and below the lower one with probability ≤ p (Angelopoulos & Bates 2021, §1.1;
+    Romano et al. 2019 for the two-sided version). Ranks beyond the sample are clipped to it, which
+    can only happen with fewer than about 1/(1 − p) scores.
+    """
+    scores = np.sort(np.asarray(scores, dtype=np.float64)[np.isfinite(scores)])
+    count = scores.size
+    if count == 0:
+        raise ValueError("no finite calibration scores to take conformal quantiles of")
+    quantiles = []
+    for probability in probabilities:
+        rank = math.ceil((count + 1) * probability) if probability >= 0.5 else math.floor((count + 1) * probability)
+        quantiles.append(float(scores[min(max(rank, 1), count) - 1]))
+    return quantiles
+
+
+def distance_groups(predicted_distance_kpc):
+    """Mondrian group of every map by its predicted distance (0 … len(DISTANCE_GROUP_EDGES_KPC))."""
+    distance_kpc = np.nan_to_num(np.asarray(predicted_distance_kpc, dtype=np.float64), nan=0.0)
+    return np.searchsorted(np.asarray(DISTANCE_GROUP_EDGES_KPC), distance_kpc, side="right")
+
+
+def pixel_groups(predicted_log_mass, map_distance_groups):
+    """Mondrian group of every pixel: its predicted-log-mass bin within its map's distance group."""
+    mass_bin = np.searchsorted(np.asarray(PIXEL_GROUP_EDGES_LOG_MSUN), np.asarray(predicted_log_mass, dtype=np.float64),
+                               side="right")
+    return np.asarray(map_distance_groups) * (len(PIXEL_GROUP_EDGES_LOG_MSUN) + 1) + mass_bin
+
+
+NUMBER_OF_DISTANCE_GROUPS = len(DISTANCE_GROUP_EDGES_KPC) + 1
+NUMBER_OF_PIXEL_GROUPS = NUMBER_OF_DISTANCE_GROUPS * (len(PIXEL_GROUP_EDGES_LOG_MSUN) + 1)
+
+
+def calibrate_quantity(fit_features, fit_residuals, conformal_features, conformal_residuals, probabilities,
+                       conformal_groups=None, number_of_groups=1):
+    """σ model on the first half; conformal quantiles of r / σ per Mondrian group on the second.
+
+    Returns a JSON-ready dict: "scale_coefficients", "probabilities", "quantiles_per_group" (one list
+    per group; a group with fewer than MINIMUM_SCORES_PER_GROUP scores gets the pooled quantiles)
+    and "scores_per_group".
+    """
+    coefficients = fit_scale_model(fit_features, fit_residuals)
+    normalised = np.asarray(conformal_residuals, dtype=np.float64) / scale(coefficients, conformal_features)
+    groups = np.zeros(len(normalised), dtype=int) if conformal_groups is None else np.asarray(conformal_groups)
+    pooled = conformal_quantiles(normalised, probabilities)
+    quantiles, counts = [], []
+    for group in range(number_of_groups):
+        members = normalised[(groups == group) & np.isfinite(normalised)]
+        counts.append(int(members.size))
+        quantiles.append(conformal_quantiles(members, probabilities) if members.size >= MINIMUM_SCORES_PER_GROUP else pooled)
+    return {"scale_coefficients": coefficients.tolist(), "probabilities": list(probabilities),
+            "quantiles_per_group": quantiles, "scores_per_group": counts}
+
+
+def quantile_column(calibrated, probability):
+    """Index of `probability` among the calibrated probabilities."""
+    probabilities = np.asarray(calibrated["probabilities"])
+    index = int(np.argmin(np.abs(probabilities - probability)))
+    if abs(probabilities[index] - probability) > 1e-6:
+        raise ValueError(f"tail probability {probability} was not calibrated; calibrated: {calibrated['probabilities']}")
+    return index
+
+
+def bound(calibrated, point, features, groups, probability):
+    """point + σ(x) · q_group(p): the calibrated quantile `probability` of the truth."""
+    table = np.asarray(calibrated["quantiles_per_group"])
+    groups = np.zeros(len(np.atleast_1d(point)), dtype=int) if groups is None else np.asarray(groups)
+    return (np.asarray(point, dtype=np.float64)
+            + scale(calibrated["scale_coefficients"], features) * table[groups, quantile_column(calibrated, probability)])
+
+
+def interval(calibrated, point, features, level, groups=None):
+    """Bounds (lower, upper) of the central `level` interval about `point`, in the calibrated variable.
+
+    The point prediction is always inside: where π-DOC's bias would push both quantiles to one side,
+    the interval is widened to include it (this only raises coverage).
+    """
+    point = np.asarray(point, dtype=np.float64)
+    lower = bound(calibrated, point, features, groups, round((1.0 - level) / 2.0, 6))
+    upper = bound(calibrated, point, features, groups, round((1.0 + level) / 2.0, 6))
+    return np.minimum(lower, point), np.maximum(upper, point)
+
+
+# ==================================================================================================
+# 4. Domain statistics
+# ==================================================================================================
+def domain_statistics(log_flux_maps):
+    """The five statistics of `DOMAIN_FEATURES` for every map; (N, 5) float64.
+
+    - median and 99th-percentile log F: how bright the field is;
+    - log10 of the half-light radius about the light-weighted centre, in arcsec: how extended;
+    - the fraction of the field within 2 dex of the peak: how much of it the light fills;
+    - graininess (see GRAININESS_SMOOTHING_PIXELS): how much resolved stars show.
+    """
+    log_flux_maps = functions.as_map_stack(log_flux_maps, "the flux maps")[..., 0].astype(np.float64)
+    statistics = np.empty((len(log_flux_maps), len(DOMAIN_FEATURES)))
+    for index, log_flux in enumerate(log_flux_maps):
+        peak = np.percentile(log_flux, PEAK_PERCENTILE)
+        flux = 10.0 ** (log_flux - log_flux.max())
+        radii = functions.radius_map_arcsec(functions.light_weighted_centre_pixels(log_flux)).ravel()
+        order = np.argsort(radii)
+        cumulative = np.cumsum(flux.ravel()[order])
+        half_light_radius = radii[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])]
+        bright = log_flux > peak - FILLED_DEX_BELOW_PEAK
+        high_pass = log_flux - ndimage.gaussian_filter(log_flux, GRAININESS_SMOOTHING_PIXELS, mode="nearest")
+        statistics[index] = (np.median(log_flux), peak,
+                             math.log10(max(half_light_radius, functions.PIXEL_SCALE_ARCSEC / 2)),
+                             bright.mean(), math.sqrt(np.mean(high_pass[bright] ** 2)))
+    return statistics
+
+
+def fit_domain(statistics):
+    """Mean, covariance and the `DOMAIN_PERCENTILE` threshold of the squared Mahalanobis distance."""
+    statistics = np.asarray(statistics, dtype=np.float64)
+    mean = statistics.mean(axis=0)
+    covariance = np.cov(statistics, rowvar=False)
+    domain = {"features": list(DOMAIN_FEATURES), "mean": mean.tolist(), "covariance": covariance.tolist(),
+              "percentile": DOMAIN_PERCENTILE}
+    domain["threshold"] = float(np.percentile(mahalanobis_squared(domain, statistics), DOMAIN_PERCENTILE))
+    return domain
+
+
+def mahalanobis_squared(domain, statistics):
+    """Squared Mahalanobis distance of each row of `statistics` from the calibration maps."""
+    offsets = np.asarray(statistics, dtype=np.float64) - np.asarray(domain["mean"])
+    precision = np.linalg.inv(np.asarray(domain["covariance"]))
+    return np.einsum("ij,jk,ik->i", offsets, precision, offsets)
+
+
+def conditional_z_scores(domain, statistics):
+    """How many σ each statistic lies from the value the other four predict (Gaussian conditional).
+
+    For a precision matrix Λ, statistic k given the others has mean μ_k − (Λ(x − μ))_k / Λ_kk + (x_k − μ_k)
+    and variance 1 / Λ_kk, so its z-score is (Λ(x − μ))_k / √Λ_kk. This says which statistic makes a
+    map unusual: "too smooth for a cluster of this flux" rather than "far in five dimensions".
+    """
+    offsets = np.asarray(statistics, dtype=np.float64) - np.asarray(domain["mean"])
+    precision = np.linalg.inv(np.asarray(domain["covariance"]))
+    return offsets @ precision / np.sqrt(np.diag(precision))
+
+
+def domain_reason(feature, z_score, marginal_z_score):
+    """A sentence a person can read for the statistic that puts a map outside."""
+    size = abs(z_score)
+    if feature == "median_log_flux":
+        side = "above" if marginal_z_score > 0 else "below"
+        return f"median log flux {abs(marginal_z_score):.1f} σ {side} the calibration maps"
+    if feature == "peak_log_flux":
+        side = "brighter" if z_score > 0 else "fainter"
+        return f"core {side} than a cluster of this median flux ({size:.1f} σ)"
+    if feature == "log_half_light_radius_arcsec":
+        side = "more extended" if z_score > 0 else "more compact"
+        return f"light {side} than the calibration clusters ({size:.1f} σ)"
+    if feature == "filled_fraction":
+        return (f"field too sparse ({size:.1f} σ)" if z_score < 0 else f"light fills too much of the field ({size:.1f} σ)")
+    side = "too smooth" if z_score < 0 else "too grainy"
+    return f"{side} for a cluster of this flux ({size:.1f} σ)"
+
+
+def physical_reasons(predicted_log_mass_maps, predicted_distance_age):
+    """Per map, the reasons why π-DOC's outputs are physically impossible (empty string if none)."""
+    predicted_distance_age = np.asarray(predicted_distance_age, dtype=np.float64)
+    finite_maps = np.all(np.isfinite(np.asarray(predicted_log_mass_maps).reshape(len(predicted_distance_age), -1)), axis=1)
+    reasons = []
+    for (distance_kpc, age_gyr), finite_map in zip(predicted_distance_age, finite_maps):
+        problems = []
+        if not (np.isfinite(distance_kpc) and np.isfinite(age_gyr) and finite_map):
+            problems.append("non-finite prediction")
+        if np.isfinite(distance_kpc) and distance_kpc <= 0:
+            problems.append(f"predicted distance {distance_kpc:.1f} kpc ≤ 0")
+        if np.isfinite(age_gyr) and not 0.0 <= age_gyr <= MAXIMUM_AGE_GYR:
+            problems.append(f"predicted age {age_gyr:.1f} Gyr outside 0–14 Gyr")
+        reasons.append("; ".join(problems))
+    return reasons
+
+
+def domain_verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, extra_reasons=None):
+    """`inside` / `outside` (or `unchecked` without a calibration) and the reason, per map."""
+    number_of_maps = len(predicted_distance_age)
+    reasons = [[reason] if reason else [] for reason in physical_reasons(predicted_log_mass_maps, predicted_distance_age)]
+    flux_pixels = np.asarray(log_flux_maps, dtype=np.float64).reshape(number_of_maps, -1)
+    for index in np.flatnonzero(np.ptp(flux_pixels, axis=1) == 0):
+        reasons[index].insert(0, "every pixel of the map has the same value")
+    if calibration is not None:
+        domain = calibration["domain"]
+        statistics = domain_statistics(log_flux_maps)
+        distances = mahalanobis_squared(domain, statistics)
+        conditional = conditional_z_scores(domain, statistics)
+        marginal = (statistics - np.asarray(domain["mean"])) / np.sqrt(np.diag(np.asarray(domain["covariance"])))
+        for index in np.flatnonzero(distances > domain["threshold"]):
+            if reasons[index] and reasons[index][0].startswith("every pixel"):
+                continue
+            worst = int(np.argmax(np.abs(conditional[index])))
+            reasons[index].append(domain_reason(DOMAIN_FEATURES[worst], conditional[index, worst], marginal[index, worst]))
+    for index, extra in enumerate(extra_reasons or [None] * number_of_maps):
+        if extra:
+            reasons[index].append(extra)
+    verdicts = []
+    for map_reasons in reasons:
+        if map_reasons:
+            verdicts.append(("outside", "; ".join(map_reasons)))
+        elif calibration is None:
+            verdicts.append(("unchecked", "no calibration file for this model: only physical limits were checked"))
+        else:
+            verdicts.append(("inside", ""))
+    return verdicts
+
+
+# ==================================================================================================
+# 5. Calibration: fit on a calibration split, save, load
+# ==================================================================================================
+def file_sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def weights_fingerprint(trained_directory):
+    """SHA-256 of the CED and CNN configuration and weight files the calibration belongs to."""
+    import networks
+
+    fingerprint = {}
+    for name in ("CED", "CNN"):
+        for path in networks.find_model_files(trained_directory, name):
+            fingerprint[Path(path).name] = file_sha256(path)
+    return fingerprint
+
+
+def split_clusters_in_halves(cluster_ids, seed=CALIBRATION_SEED):
+    """Boolean mask of the maps whose cluster is in the first (σ-fitting) half; seeded, by cluster."""
+    clusters = np.unique(np.asarray(cluster_ids))
+    first_half = np.random.default_rng(seed).permutation(clusters)[: len(clusters) // 2]
+    return np.isin(cluster_ids, first_half)
+
+
+def sample_pixels(number_of_maps, pixels_per_map, seed=CALIBRATION_SEED):
+    """Seeded flat indices of `pixels_per_map` distinct pixels in each map; (N, pixels_per_map)."""
+    rng = np.random.default_rng([seed, 1])
+    pixels_per_map = min(pixels_per_map, functions.MAP_PIXELS**2)
+    return np.stack([rng.choice(functions.MAP_PIXELS**2, pixels_per_map, replace=False) for _ in range(number_of_maps)])
+
+
+def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
+                    predicted_distance_age, cluster_ids, pixels_per_map=CALIBRATION_PIXELS_PER_MAP):
+    """Calibrate the intervals and the domain verdict on a calibration split.
+
+    Parameters
+    ----------
+    log_flux_maps, true_log_mass_maps, predicted_log_mass_maps : numpy.ndarray, (N, 160, 160, 1)
+    true_distance_age, predicted_distance_age : numpy.ndarray, (N, 2)
+    cluster_ids : array_like, (N,)
+        The cluster of each map; the two halves of the calibration are split by cluster.
+
+    Returns
+    -------
+    dict
+        JSON-ready: "scalars" (per quantity: σ-model coefficients, conformal quantiles), "pixels"
+        (per Mondrian group), "domain", and bookkeeping.
+    """
+    cluster_ids = np.asarray(cluster_ids)
+    if len(np.unique(cluster_ids)) < 4:
+        raise ValueError(f"calibration needs maps of at least 4 clusters, got {len(np.unique(cluster_ids))}")
+    probabilities = quantile_probabilities()
+    first_half = split_clusters_in_halves(cluster_ids)
+    second_half = ~first_half
+    features = map_difficulty_features(log_flux_maps, predicted_distance_age)
+    truths = scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
+    points = scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    groups = distance_groups(np.asarray(predicted_distance_age)[:, 0])
+    scalars = {}
+    for quantity in SCALAR_QUANTITIES:
+        residuals = truths[quantity] - points[quantity]
+        scalars[quantity] = calibrate_quantity(features[first_half], residuals[first_half], features[second_half],
+                                               residuals[second_half], probabilities, groups[second_half],
+                                               NUMBER_OF_DISTANCE_GROUPS)
+
+    pixel_indices = sample_pixels(len(log_flux_maps), pixels_per_map)
+    pixels_per_sampled_map = pixel_indices.shape[1]
+    rows = np.arange(len(log_flux_maps))[:, None]
+    flat_shape = (len(log_flux_maps), -1)
+    predicted_pixels = np.asarray(predicted_log_mass_maps).reshape(flat_shape)[rows, pixel_indices].ravel()
+    residual_pixels = np.asarray(true_log_mass_maps).reshape(flat_shape)[rows, pixel_indices].ravel() - predicted_pixels
+    pixel_features = pixel_difficulty_features(predicted_pixels, np.repeat(features, pixels_per_sampled_map, axis=0))
+    pixel_half = np.repeat(first_half, pixels_per_sampled_map)
+    pixel_group = pixel_groups(predicted_pixels, np.repeat(groups, pixels_per_sampled_map))
+    pixels = calibrate_quantity(pixel_features[pixel_half], residual_pixels[pixel_half], pixel_features[~pixel_half],
+                                residual_pixels[~pixel_half], probabilities, pixel_group[~pixel_half], NUMBER_OF_PIXEL_GROUPS)
+    pixels["pixels_per_map"] = int(pixels_per_sampled_map)
+    return {
+        "format": CALIBRATION_FORMAT,
+        "number_of_maps": int(len(log_flux_maps)),
+        "number_of_clusters": int(len(np.unique(cluster_ids))),
+        "clusters_per_half": [int(len(np.unique(cluster_ids[first_half]))), int(len(np.unique(cluster_ids[second_half])))],
+        "probabilities": probabilities,
+        "scalars": scalars,
+        "distance_group_edges_kpc": list(DISTANCE_GROUP_EDGES_KPC),
+        "pixel_group_edges_log_msun": list(PIXEL_GROUP_EDGES_LOG_MSUN),
+        "pixels": pixels,
+        "domain": fit_domain(domain_statistics(log_flux_maps)),
+    }
+
+
+def save_calibration(trained_directory, calibration, provenance):
+    """Write `<trained_directory>/calibration.json` atomically, with the weights' fingerprint."""
+    record = dict(calibration, weights_sha256=weights_fingerprint(trained_directory), provenance=provenance)
+    return functions.save_text(Path(trained_directory) / CALIBRATION_FILE, json.dumps(record, indent=1) + "\n")
+
+
+def load_calibration(trained_directory, required=True):
+    """Read and check `<trained_directory>/calibration.json`.
+
+    Returns None when the file is absent and `required` is False.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file is absent and `required` is True.
+    ValueError
+        The file is not valid JSON, lacks a part, or was made for other weights; the message names it.
+    """
+    path = Path(trained_directory) / CALIBRATION_FILE
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"calibration file missing: {path} (make it with `python3 calibrate_piDOC.py "
+                                    f"<calibration split> --trained-directory {trained_directory}`)")
+        return None
+    try:
+        calibration = json.loads(path.read_text())
+        if calibration.get("format") != CALIBRATION_FORMAT:
+            raise ValueError(f"format {calibration.get('format')!r}, expected {CALIBRATION_FORMAT!r}")
+        if (calibration["distance_group_edges_kpc"] != list(DISTANCE_GROUP_EDGES_KPC)
+                or calibration["pixel_group_edges_log_msun"] != list(PIXEL_GROUP_EDGES_LOG_MSUN)):
+            raise ValueError("Mondrian group edges differ from this version of uncertainty.py")
+        entries = [calibration["scalars"][quantity] for quantity in SCALAR_QUANTITIES] + [calibration["pixels"]]
+        for entry, groups in zip(entries, [NUMBER_OF_DISTANCE_GROUPS] * len(SCALAR_QUANTITIES) + [NUMBER_OF_PIXEL_GROUPS]):
+            table = np.asarray(entry["quantiles_per_group"], dtype=np.float64)
+            if table.shape != (groups, len(entry["probabilities"])):
+                raise ValueError(f"quantile table of shape {table.shape}, expected ({groups}, {len(entry['probabilities'])})")
+            if not (np.all(np.isfinite(table)) and np.all(np.isfinite(entry["scale_coefficients"]))):
+                raise ValueError("non-finite calibration numbers")
+        domain = calibration["domain"]
+        if np.asarray(domain["covariance"]).shape != (len(DOMAIN_FEATURES),) * 2 or not np.isfinite(domain["threshold"]):
+            raise ValueError("domain covariance or threshold malformed")
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"calibration file {path} is corrupt: {error}") from error
+    fingerprint = weights_fingerprint(trained_directory)
+    if calibration.get("weights_sha256") != fingerprint:
+        raise ValueError(f"calibration file {path} was made for other weights than those in {trained_directory} "
+                         f"(SHA-256 differ); recalibrate with calibrate_piDOC.py")
+    return calibration
+
+
+# ==================================================================================================
+# 6. Intervals for new maps
+# ==================================================================================================
+def scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels=INTERVAL_LEVELS):
+    """Point, median and bounds of the four quantities, in their calibrated variables.
+
+    Returns
+    -------
+    dict
+        quantity → {"point", "median", level → (lower, upper)}, arrays of shape (N,).
+    """
+    features = map_difficulty_features(log_flux_maps, predicted_distance_age)
+    groups = distance_groups(np.asarray(predicted_distance_age)[:, 0])
+    points = scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    intervals = {}
+    for quantity in SCALAR_QUANTITIES:
+        calibrated = calibration["scalars"][quantity]
+        intervals[quantity] = {"point": points[quantity], "median": bound(calibrated, points[quantity], features, groups, 0.5)}
+        for level in levels:
+            intervals[quantity][level] = interval(calibrated, points[quantity], features, level, groups)
+    return intervals
+
+
+def pixel_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels=INTERVAL_LEVELS):
+    """Median and bounds of every pixel's log10 M.
+
+    Returns
+    -------
+    dict
+        "median" and, per level, (lower, upper): float32 arrays shaped like `predicted_log_mass_maps`.
+        Maps are processed `PIXEL_CHUNK_MAPS` at a time, so memory stays small for any number of maps.
+    """
+    predicted = np.asarray(predicted_log_mass_maps)
+    map_features = map_difficulty_features(log_flux_maps, predicted_distance_age)
+    map_groups = distance_groups(np.asarray(predicted_distance_age)[:, 0])
+    calibrated = calibration["pixels"]
+    probabilities = {"median": [0.5]}
+    probabilities.update({level: [round((1.0 - level) / 2.0, 6), round((1.0 + level) / 2.0, 6)] for level in levels})
+    result = {key: [np.empty(predicted.shape, dtype=np.float32) for _ in wanted] for key, wanted in probabilities.items()}
+    pixels_per_map = predicted[0].size
+    for start in range(0, len(predicted), PIXEL_CHUNK_MAPS):
+        chunk = slice(start, start + PIXEL_CHUNK_MAPS)
+        point = np.asarray(predicted[chunk], dtype=np.float64).ravel()
+        features = pixel_difficulty_features(point, np.repeat(map_features[chunk], pixels_per_map, axis=0))
+        groups = pixel_groups(point, np.repeat(map_groups[chunk], pixels_per_map))
+        for key, wanted in probabilities.items():
+            for output, probability in zip(result[key], wanted):
+                output[chunk] = bound(calibrated, point, features, groups, probability).reshape(output[chunk].shape)
+    intervals = {"median": result["median"][0]}
+    for level in levels:
+        lower, upper = result[level]
+        intervals[level] = (np.minimum(lower, predicted), np.maximum(upper, predicted))
+    return intervals
+
+
+def pixel_bounds_array(pixel_interval):
+    """The (N, 160, 160, 5) float32 array of `PIXEL_BOUNDS_FILE`: lo95, lo68, median, hi68, hi95."""
+    return np.concatenate([pixel_interval[0.95][0], pixel_interval[0.68][0], pixel_interval["median"],
+                           pixel_interval[0.68][1], pixel_interval[0.95][1]], axis=-1).astype(np.float32)
+
+
+def summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, map_names=None,
+              extra_domain_reasons=None):
+    """One summary row per map, with intervals and the domain verdict; and the per-pixel bounds.
+
+    Parameters
+    ----------
+    trained_directory : str or Path
+        Model folder; its `calibration.json` is used when present. Without it, the intervals are NaN,
+        the pixel bounds None, and the verdict only checks physical limits (`unchecked` otherwise).
+    log_flux_maps, predicted_log_mass_maps : numpy.ndarray, (N, 160, 160, 1)
+    predicted_distance_age : numpy.ndarray, (N, 2)
+        π-DOC's outputs, as `functions.make_predictions` returns them.
+    map_names : list of str, optional
+        The `map` column; default "0", "1", ….
+    extra_domain_reasons : list of (str or None), optional
+        Per map, a reason from outside π-DOC (e.g. the image pipeline) that makes the map `outside`.
+
+    Returns
+    -------
+    rows : list of dict
+        Columns: map; for each of distance_kpc, age_gyr, log_total_mass_msun, mass_to_light_v the
+        point prediction, `_median`, `_lo68`, `_hi68`, `_lo95`, `_hi95`; domain; domain_reason.
+    pixel_bounds : numpy.ndarray (N, 160, 160, 5) or None
+    """
+    log_flux_maps = functions.check_flux_maps(log_flux_maps)
+    predicted_log_mass_maps = functions.as_map_stack(predicted_log_mass_maps, "the predicted mass maps")
+    predicted_distance_age = np.asarray(predicted_distance_age, dtype=np.float64).reshape(-1, 2)
+    number_of_maps = len(log_flux_maps)
+    if len(predicted_log_mass_maps) != number_of_maps or len(predicted_distance_age) != number_of_maps:
+        raise ValueError(f"{number_of_maps} flux maps but {len(predicted_log_mass_maps)} mass maps and "
+                         f"{len(predicted_distance_age)} distance-age rows")
+    if extra_domain_reasons is not None and len(extra_domain_reasons) != number_of_maps:
+        raise ValueError(f"extra_domain_reasons has {len(extra_domain_reasons)} entries for {number_of_maps} maps")
+    calibration = load_calibration(trained_directory, required=False)
+    names = [str(name) for name in (map_names if map_names is not None else range(number_of_maps))]
+    points = scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    intervals = (scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+                 if calibration is not None else None)
+    verdicts = domain_verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
+                               extra_domain_reasons)
+    rows = []
+    for index in range(number_of_maps):
+        row = {"map": names[index]}
+        for quantity, column in SUMMARY_COLUMNS.items():
+            # The point is π-DOC's own output (that of predictiondistance_age.npy), unclipped.
+            point = predicted_distance_age[index, 0 if quantity == "distance" else 1] if quantity in ("distance", "age") \
+                else to_reported_unit(quantity, points[quantity][index])
+            row[column] = float(point)
+            values = {"median": math.nan, "lo68": math.nan, "hi68": math.nan, "lo95": math.nan, "hi95": math.nan}
+            if intervals is not None:
+                values["median"] = intervals[quantity]["median"][index]
+                for level in INTERVAL_LEVELS:
+                    tag = f"{round(level * 100):d}"
+                    values[f"lo{tag}"], values[f"hi{tag}"] = (bound[index] for bound in intervals[quantity][level])
+                values = {key: float(to_reported_unit(quantity, value)) for key, value in values.items()}
+            row.update({f"{column}_{key}": value for key, value in values.items()})
+        row["domain"], row["domain_reason"] = verdicts[index]
+        rows.append(row)
+    pixel_bounds = None
+    if calibration is not None:
+        pixel_bounds = pixel_bounds_array(pixel_intervals(calibration, log_flux_maps, predicted_log_mass_maps,
+                                                          predicted_distance_age))
+    return rows, pixel_bounds
+
+
+def summary_text(rows):
+    """The `tabulate` version of the summary: 68 % intervals, the verdict and its reason."""
+    table = []
+    for row in rows:
+        cells = [row["map"]]
+        for column, digits in (("distance_kpc", 1), ("age_gyr", 1), ("log_total_mass_msun", 2), ("mass_to_light_v", 2)):
+            low, high = row[f"{column}_lo68"], row[f"{column}_hi68"]
+            bracket = "" if math.isnan(low) else f" [{low:.{digits}f}, {high:.{digits}f}]"
+            cells.append(f"{row[column]:.{digits}f}{bracket}")
+        cells += [row["domain"], row["domain_reason"]]
+        table.append(cells)
+    headers = ["map", "D (kpc) [68 %]", "age (Gyr) [68 %]", "log M_tot (M☉) [68 %]", "M/L_V [68 %]", "domain", "reason"]
+    return tabulate(table, headers=headers, disable_numparse=True) + "\n"
+
+
+def write_prediction_summary(output_directory, rows, pixel_bounds=None):
+    """Write `predictions_summary.csv`, `predictions_summary.txt` and, if given, the pixel bounds.
+
+    Both texts are made before anything is written, and each file goes to a temporary name first and
+    is then renamed, so bad rows leave the folder as it was. Returns the paths written.
+    """
+    if not rows:
+        raise ValueError("no summary rows to write")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
+    table = summary_text(rows)
+    output_directory = Path(output_directory)
+    output_directory.mkdir(parents=True, exist_ok=True)
+    paths = [functions.save_text(output_directory / SUMMARY_CSV_FILE, buffer.getvalue()),
+             functions.save_text(output_directory / SUMMARY_TEXT_FILE, table)]
+    if pixel_bounds is not None:
+        paths.append(functions.save_array(output_directory / PIXEL_BOUNDS_FILE, pixel_bounds))
+    return paths
+
+
+def warning_lines(rows):
+    """One line per map outside the domain, for the drivers to print."""
+    return [f"WARNING: map {row['map']} is outside π-DOC's domain: {row['domain_reason']}"
+            for row in rows if row["domain"] == "outside"]
+
+
+# ==================================================================================================
+# 7. Coverage: how often the intervals hold the truth, counted by cluster
+# ==================================================================================================
+def cluster_mean(values, cluster_ids):
+    """Mean over clusters of the per-cluster mean of `values` (NaN ignored), and its standard error."""
+    values = np.asarray(values, dtype=np.float64)
+    cluster_ids = np.asarray(cluster_ids)
+    per_cluster = np.array([np.nanmean(values[cluster_ids == cluster]) for cluster in np.unique(cluster_ids)
+                            if np.any(np.isfinite(values[cluster_ids == cluster]))])
+    if per_cluster.size == 0:
+        return math.nan, math.nan, 0
+    error = per_cluster.std(ddof=1) / math.sqrt(per_cluster.size) if per_cluster.size > 1 else math.nan
+    return float(per_cluster.mean()), float(error), int(per_cluster.size)
+
+
+def coverage_table(covered, widths, cluster_ids):
+    """Coverage (percent, cluster-averaged, with its standard error) and mean width, per level."""
+    result = {}
+    for level in covered:
+        coverage, error, clusters = cluster_mean(covered[level].astype(np.float64), cluster_ids)
+        result[level] = {"coverage_percent": 100.0 * coverage, "standard_error_percent": 100.0 * error,
+                         "mean_width": float(np.nanmean(widths[level])), "number_of_clusters": clusters}
+    return result
+
+
+def pixel_coverage(calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
+                   pixel_mass_limit_log_msun, levels):
+    """Per map: the fraction of pixels with true log10 M above the limit inside their interval, and
+    the mean width of those intervals (dex), per level; computed `PIXEL_CHUNK_MAPS` maps at a time."""
+    number_of_maps = len(predicted_distance_age)
+    covered = {level: np.full(number_of_maps, np.nan) for level in levels}
+    widths = {level: np.full(number_of_maps, np.nan) for level in levels}
+    for start in range(0, number_of_maps, PIXEL_CHUNK_MAPS):
+        chunk = slice(start, min(start + PIXEL_CHUNK_MAPS, number_of_maps))
+        bounds = pixel_intervals(calibration, log_flux_maps[chunk], predicted_log_mass_maps[chunk],
+                                 predicted_distance_age[chunk], levels)
+        truth = np.asarray(true_log_mass_maps[chunk], dtype=np.float64).reshape(chunk.stop - start, -1)
+        selected = truth > pixel_mass_limit_log_msun
+        counts = selected.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for level in levels:
+                lower, upper = (bound.reshape(truth.shape) for bound in bounds[level])
+                inside = ((lower <= truth) & (truth <= upper) & selected).sum(axis=1)
+                covered[level][chunk] = np.where(counts > 0, inside / counts, np.nan)
+                widths[level][chunk] = np.where(counts > 0, np.where(selected, upper - lower, 0.0).sum(axis=1) / counts, np.nan)
+    return covered, widths
+
+
+def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
+                    predicted_distance_age, cluster_ids, pixel_mass_limit_log_msun=-1.0, levels=RELIABILITY_LEVELS):
+    """Empirical coverage of the intervals on a labelled split, pooled and per true distance.
+
+    Widths are in the calibrated variables (dex for distance, total mass and M/L_V, Gyr for age, dex
+    per pixel). Coverage of the per-pixel intervals counts the pixels with true log10 M above
+    `pixel_mass_limit_log_msun`, averaged per map, then per cluster.
+
+    Returns
+    -------
+    dict
+        "pooled": quantity → level → coverage dict; "per_distance": true distance → the same;
+        "spearman_width_error": quantity → ρ between the 68 % width and |point − truth|;
+        "number_of_clusters".
+    """
+    cluster_ids = np.asarray(cluster_ids)
+    true_distance_age = np.asarray(true_distance_age, dtype=np.float64)
+    truths = scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
+    intervals = scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels)
+    covered, widths = {}, {}
+    for quantity in SCALAR_QUANTITIES:
+        truth = truths[quantity]
+        covered[quantity] = {level: (intervals[quantity][level][0] <= truth) & (truth <= intervals[quantity][level][1])
+                             for level in levels}
+        widths[quantity] = {level: intervals[quantity][level][1] - intervals[quantity][level][0] for level in levels}
+    covered["pixel_mass"], widths["pixel_mass"] = pixel_coverage(
+        calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
+        pixel_mass_limit_log_msun, levels)
+    number_of_maps = len(true_distance_age)
+
+    report = {"levels": list(levels), "number_of_maps": int(number_of_maps),
+              "number_of_clusters": int(len(np.unique(cluster_ids))), "pooled": {}, "per_distance": {},
+              "spearman_width_error": {}}
+    for quantity in covered:
+        report["pooled"][quantity] = coverage_table(covered[quantity], widths[quantity], cluster_ids)
+    for distance_kpc in np.unique(true_distance_age[:, 0]):
+        rows = true_distance_age[:, 0] == distance_kpc
+        report["per_distance"][float(distance_kpc)] = {
+            quantity: coverage_table({level: values[rows] for level, values in covered[quantity].items()},
+                                     {level: values[rows] for level, values in widths[quantity].items()}, cluster_ids[rows])
+            for quantity in covered}
+    for quantity in SCALAR_QUANTITIES:
+        error = np.abs(intervals[quantity]["point"] - truths[quantity])
+        width = widths[quantity][0.68]
+        usable = np.isfinite(error) & np.isfinite(width)
+        report["spearman_width_error"][quantity] = float(stats.spearmanr(width[usable], error[usable]).statistic)
+    return report
+
+
+def coverage_rows(report, levels=INTERVAL_LEVELS):
+    """Table rows: quantity, where (pooled or D = … kpc), then coverage ± error and mean width per level."""
+    rows = []
+    for where, block in [("pooled", report["pooled"])] + [(f"D = {distance:g} kpc", block)
+                                                           for distance, block in report["per_distance"].items()]:
+        for quantity, table in block.items():
+            row = [quantity, where]
+            for level in levels:
+                entry = table[level]
+                row += [f"{entry['coverage_percent']:.1f} ± {entry['standard_error_percent']:.1f}", f"{entry['mean_width']:.3f}"]
+            rows.append(row)
+    return rows
+
+
+COVERAGE_HEADERS = ["quantity", "sample", "68 % coverage", "68 % width", "95 % coverage", "95 % width"]
+WIDTH_UNITS = {"distance": "dex", "age": "Gyr", "total_mass": "dex", "mass_to_light": "dex", "pixel_mass": "dex"}
+
+
+def domain_flag_fraction(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age):
+    """Percentage of maps flagged `outside`, and a count of each reason's first words."""
+    verdicts = domain_verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    outside = np.array([verdict == "outside" for verdict, _ in verdicts])
+    return {"percent_outside": 100.0 * float(outside.mean()), "number_of_maps": int(len(outside)),
+            "reasons": [reason for verdict, reason in verdicts if verdict == "outside"]}
