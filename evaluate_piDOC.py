@@ -25,7 +25,6 @@ Writes `evaluation.txt` (the table printed) and `evaluation.json` (every number)
 folder, by default `runs/evaluation/<split name>/`.
 """
 import argparse
-import csv
 import hashlib
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 from tabulate import tabulate
 
 import functions
+import uncertainty
 
 PROJECT_DIRECTORY = Path(__file__).resolve().parent
 DEFAULT_TRAINED_DIRECTORY = PROJECT_DIRECTORY / "trained_piDOC"
@@ -45,6 +45,9 @@ SPLIT_FILES = ("luminosity_V.npy", "mass.npy", "distance_age.npy")
 # The per-distance table is printed when the split has CB21's few discrete test distances; training
 # and validation splits with continuous distances would give one row per map.
 MAXIMUM_DISTANCE_ROWS = 12
+# Seed of the out-of-domain families. Seed 7 was looked at while the domain threshold was chosen
+# (uncertainty.DOMAIN_PERCENTILE); the figures quoted in the docs use this fresh one.
+OUT_OF_DOMAIN_SEED = 11
 
 
 def load_split(split_directory):
@@ -68,11 +71,7 @@ def load_split(split_directory):
 
 def load_cluster_ids(split_directory):
     """The cluster of every map of a split, from its `metadata.csv` (maps of one cluster are correlated)."""
-    path = Path(split_directory) / "metadata.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"split metadata missing: {path} (it names the cluster of every map)")
-    with open(path, newline="") as handle:
-        return np.array([int(row["cluster_id"]) for row in csv.DictReader(handle)])
+    return functions.read_cluster_ids(Path(split_directory) / "metadata.csv")
 
 
 def predict_split(split_directory, trained_directory, standardization_directory, cache_directory=PREDICTION_CACHE_DIRECTORY):
@@ -84,8 +83,6 @@ def predict_split(split_directory, trained_directory, standardization_directory,
         As `functions.predict_with_piDOC`; `seconds_per_map` is that of the run that filled the cache.
     """
     log_flux_maps, _, _ = load_split(split_directory)
-    import uncertainty
-
     key = hashlib.sha256(repr((str(Path(split_directory).resolve()), sorted(uncertainty.weights_fingerprint(trained_directory).items()),
                                str(functions.standardization_directory_for(trained_directory, standardization_directory)),
                                (Path(split_directory) / "luminosity_V.npy").stat().st_mtime_ns)).encode()).hexdigest()[:16]
@@ -128,8 +125,6 @@ def evaluate(split_directory, trained_directory, standardization_directory):
                                                            true_distance_age[:, 0], predicted_distance_age[:, 0]),
     }
     # Intervals and domain verdicts, where the model folder has been calibrated (calibrate_piDOC.py).
-    import uncertainty
-
     calibration = uncertainty.load_calibration(trained_directory, required=False)
     if calibration is not None:
         cluster_ids = load_cluster_ids(split_directory)
@@ -138,6 +133,77 @@ def evaluate(split_directory, trained_directory, standardization_directory):
         statistics["domain"] = uncertainty.domain_flag_fraction(calibration, log_flux_maps, predicted_log_mass_maps,
                                                                 predicted_distance_age)
     return statistics
+
+
+def evaluate_out_of_domain(trained_directory, standardization_directory, clusters_per_family, seed=OUT_OF_DOMAIN_SEED):
+    """Make each out-of-domain family (out_of_domain.py) now, predict it, and count the maps flagged `outside`.
+
+    Returns
+    -------
+    dict
+        family → {"number_of_maps", "number_of_clusters", "percent_outside", "reasons" (reason → count),
+        "mahalanobis_squared" (per map)}; and "threshold".
+    """
+    import out_of_domain  # imports the stellar-evolution code, needed only here
+    calibration = uncertainty.load_calibration(trained_directory)
+    piDOC = functions.load_piDOC(trained_directory, standardization_directory)
+    results = {"threshold": calibration["domain"]["threshold"]}
+    for family in out_of_domain.FAMILIES:
+        # Extended clusters are only observed at 15 kpc, so each gets four ages to make as many maps.
+        snapshots = 4 if family == "extended" else 1
+        log_flux_maps, clusters = out_of_domain.make_family(family, clusters_per_family, seed, snapshots_per_cluster=snapshots)
+        predicted_log_mass_maps, predicted_distance_age, _ = functions.predict_with_piDOC(piDOC, log_flux_maps)
+        verdicts = uncertainty.domain_verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+        reasons = {}
+        for verdict, reason in verdicts:
+            if verdict == "outside":
+                # Counted by the kind of reason, without its number of σ.
+                for part in reason.split("; "):
+                    kind = part.split(" (")[0].split(" 0")[0]
+                    reasons[kind] = reasons.get(kind, 0) + 1
+        results[family] = {
+            "number_of_maps": len(verdicts), "number_of_clusters": int(len(set(clusters.tolist()))),
+            "percent_outside": 100.0 * np.mean([verdict == "outside" for verdict, _ in verdicts]),
+            "reasons": dict(sorted(reasons.items(), key=lambda item: -item[1])),
+            "mahalanobis_squared": uncertainty.mahalanobis_squared(calibration["domain"],
+                                                                   uncertainty.domain_statistics(log_flux_maps)),
+            "median_predicted_distance_age": np.median(predicted_distance_age, axis=0),
+        }
+    return results
+
+
+def out_of_domain_text(results):
+    rows = [[family, entry["number_of_clusters"], entry["number_of_maps"], f"{entry['percent_outside']:.1f}",
+             "; ".join(f"{reason}: {count}" for reason, count in list(entry["reasons"].items())[:3])]
+            for family, entry in results.items() if family != "threshold"]
+    return ("Domain verdict on out-of-domain families made now (out_of_domain.py)\n"
+            + tabulate(rows, headers=["family", "clusters", "maps", "% outside", "most frequent reasons (maps)"],
+                       disable_numparse=True) + "\n")
+
+
+def domain_figure(path, in_domain_squared, results):
+    """Histograms of the squared Mahalanobis distance: the test split against each out-of-domain family."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.5, 3.6))
+    values = [np.asarray(in_domain_squared)] + [np.asarray(results[family]["mahalanobis_squared"])
+                                                 for family in results if family != "threshold"]
+    finite = np.concatenate([value[np.isfinite(value)] for value in values])
+    edges = np.logspace(np.log10(max(finite.min(), 0.1)), np.log10(finite.max() * 1.1), 50)
+    axes.hist(np.clip(values[0], edges[0], edges[-1]), bins=edges, histtype="stepfilled", alpha=0.4, color="0.4",
+              label="test split (in domain)", density=True)
+    for colour_index, family in enumerate(family for family in results if family != "threshold"):
+        axes.hist(np.clip(results[family]["mahalanobis_squared"], edges[0], edges[-1]), bins=edges, histtype="step",
+                  color=f"C{colour_index}", label=family, density=True)
+    axes.axvline(results["threshold"], color="k", linestyle="--",
+                 label=f"threshold ({uncertainty.DOMAIN_PERCENTILE:g} % of calibration maps)")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("squared Mahalanobis distance of the map statistics")
+    axes.set_ylabel("density")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    return functions.save_figure(figure, path, dpi=120)
 
 
 def summary_table(statistics):
@@ -167,8 +233,6 @@ def summary_table(statistics):
 
 def coverage_text(statistics):
     """Coverage and width of the calibrated intervals, the width–error correlation and the domain flags."""
-    import uncertainty
-
     coverage = statistics["coverage"]
     units = ", ".join(f"{quantity} {unit}" for quantity, unit in uncertainty.WIDTH_UNITS.items())
     text = (f"Interval coverage on {coverage['number_of_clusters']} clusters ({coverage['number_of_maps']} maps); "
@@ -190,15 +254,29 @@ def main(arguments=None):
     parser.add_argument("--standardization-directory", type=Path, default=DEFAULT_STANDARDIZATION_DIRECTORY)
     parser.add_argument("--output-directory", type=Path, default=None,
                         help="where evaluation.txt and evaluation.json go (default runs/evaluation/<split name>)")
+    parser.add_argument("--out-of-domain-clusters", type=int, default=0,
+                        help="also make this many clusters of each out-of-domain family and report the domain verdict on them")
+    parser.add_argument("--out-of-domain-seed", type=int, default=OUT_OF_DOMAIN_SEED)
     options = parser.parse_args(arguments)
     output_directory = options.output_directory or DEFAULT_OUTPUT_PARENT / options.split_directory.resolve().name
 
     statistics = evaluate(options.split_directory, options.trained_directory, options.standardization_directory)
     text = f"π-DOC on {options.split_directory} ({statistics['number_of_maps']} maps)\n\n" + summary_table(statistics)
+    if options.out_of_domain_clusters > 0:
+        statistics["out_of_domain"] = evaluate_out_of_domain(options.trained_directory, options.standardization_directory,
+                                                             options.out_of_domain_clusters, options.out_of_domain_seed)
+        text += "\n" + out_of_domain_text(statistics["out_of_domain"])
     print(text)
     output_directory.mkdir(parents=True, exist_ok=True)
     functions.save_text(output_directory / "evaluation.txt", text)
     functions.save_json(output_directory / "evaluation.json", statistics)
+    if "coverage" in statistics:
+        uncertainty.write_coverage_outputs(output_directory, statistics["coverage"])
+    if "out_of_domain" in statistics:
+        log_flux_maps, _, _ = load_split(options.split_directory)
+        calibration = uncertainty.load_calibration(options.trained_directory)
+        in_domain = uncertainty.mahalanobis_squared(calibration["domain"], uncertainty.domain_statistics(log_flux_maps))
+        domain_figure(output_directory / "Domain_verdict.png", in_domain, statistics["out_of_domain"])
     print(f"written: {output_directory / 'evaluation.txt'}, {output_directory / 'evaluation.json'}")
     return statistics
 

@@ -163,6 +163,23 @@ def check_flux_maps(log_flux_maps):
     return maps
 
 
+def read_cluster_ids(metadata_path):
+    """The cluster of every map, from the `cluster_id` column of a metadata CSV (`make_mock_clusters.py`).
+
+    Maps of one cluster are correlated, so held-out statistics are counted by cluster.
+    """
+    import csv
+
+    metadata_path = Path(metadata_path)
+    if not metadata_path.is_file():
+        raise FileNotFoundError(f"metadata file missing: {metadata_path} (it names the cluster of every map)")
+    with open(metadata_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "cluster_id" not in rows[0]:
+        raise ValueError(f"{metadata_path} has no cluster_id column")
+    return np.array([int(row["cluster_id"]) for row in rows])
+
+
 def check_distance_age(distance_age, number_of_maps, name):
     """Return `distance_age` as an (N, 2) float64 array [distance kpc, age Gyr], checked."""
     distance_age = np.asarray(distance_age, dtype=np.float64)
@@ -856,8 +873,12 @@ def write_table(path, rows, headers=(), floatfmt=".2f", disable_numparse=False):
 
 
 def display_mosaic_prediction(pathprediction, log_flux_maps, true_log_mass_maps, true_distance_age,
-                              predicted_log_mass_maps, predicted_distance_age, random_seed=MOSAIC_RANDOM_SEED):
+                              predicted_log_mass_maps, predicted_distance_age, random_seed=MOSAIC_RANDOM_SEED,
+                              predicted_half_widths=None):
     """CB21 Fig. 4: four maps, chosen at random with a seed; rows are input flux, true mass, predicted mass.
+
+    With `predicted_half_widths` ((N, 2): half the 68 % interval of distance and age), the predicted
+    labels read "D = 27 ± 3 kpc".
 
     Saves `mosaic_predictions_maps_a-b-c-d.png` with a, b, c, d the indices of the maps shown, and
     returns its path. Maps are drawn with row index = y and column index = x (`origin="lower"`), the
@@ -898,6 +919,12 @@ def display_mosaic_prediction(pathprediction, log_flux_maps, true_log_mass_maps,
                 axes.tick_params(axis="x", which="both", labelbottom=False)
             if distance_age is None:
                 axes.text(-17, -18, f"({'abcd'[column]}) #{map_index}", color="white", fontsize=7)
+            elif distance_age is predicted_distance_age and predicted_half_widths is not None:
+                half_widths = predicted_half_widths[map_index]
+                axes.text(-18.5, -18, f"D = {distance_age[map_index, 0]:.0f} ± {half_widths[0]:.0f} kpc", color="yellow",
+                          fontsize=5, bbox=label_box)
+                axes.text(-18.5, -13, f"A = {distance_age[map_index, 1]:.1f} ± {half_widths[1]:.1f} Gyr", color="red",
+                          fontsize=5, bbox=label_box)
             else:
                 axes.text(-17, -18, f"D = {distance_age[map_index, 0]:.1f} kpc", color="yellow", fontsize=5.5, bbox=label_box)
                 axes.text(3, -18, f"A = {distance_age[map_index, 1]:.1f} Gyr", color="red", fontsize=5.5, bbox=label_box)
@@ -911,12 +938,15 @@ def display_mosaic_prediction(pathprediction, log_flux_maps, true_log_mass_maps,
     return path
 
 
-def plot_predicted_vs_true(path, true_values, predicted_values, bin_edges, xi, mu, side_panel_limit, quantity_label, title):
+def plot_predicted_vs_true(path, true_values, predicted_values, bin_edges, xi, mu, side_panel_limit, quantity_label, title,
+                           predicted_intervals=None):
     """The predicted-vs-true figure shared by CB21 Figs 5, 6 and 8.
 
     Centre: 2-D histogram of true (x) against predicted (y) on `bin_edges`, counts on a logarithmic
     colour scale, with the 1:1 line. Left: μ against the predicted bin centre. Bottom: ξ against the
     true bin centre. Layout: GridSpec 2×3, width ratios [1, 3, 0.25], height ratios [3, 1].
+    With `predicted_intervals` = (lower, upper), each value is also drawn with its interval as an
+    error bar (uncertainty.py's calibrated 68 % intervals).
     """
     low, high = bin_edges[0], bin_edges[-1]
     counts, _, _ = np.histogram2d(np.ravel(true_values), np.ravel(predicted_values), bins=(bin_edges, bin_edges))
@@ -933,6 +963,12 @@ def plot_predicted_vs_true(path, true_values, predicted_values, bin_edges, xi, m
                                       norm=LogNorm(vmin=1, vmax=max(2.0, counts.max())))
     figure.colorbar(image, cax=colour_bar_axes).set_label("Counts")
     histogram_axes.plot([low, high], [low, high], "-r")
+    if predicted_intervals is not None:
+        predicted_values = np.ravel(predicted_values)
+        lower, upper = (np.ravel(bound) for bound in predicted_intervals)
+        histogram_axes.errorbar(np.ravel(true_values), predicted_values, yerr=[predicted_values - lower, upper - predicted_values],
+                                fmt="o", markersize=1.5, linewidth=0.5, color="k", alpha=0.5, label="68 % interval")
+        histogram_axes.legend(fontsize=7, loc="upper left")
     histogram_axes.set_xlim(low, high)
     histogram_axes.set_ylim(low, high)
     histogram_axes.get_xaxis().set_visible(False)
@@ -1004,9 +1040,10 @@ def display_predicted_vs_true_total_mass(pathprediction, true_log_mass_maps, pre
     return statistics
 
 
-def display_predicted_vs_true_age(pathprediction, true_distance_age, predicted_distance_age):
+def display_predicted_vs_true_age(pathprediction, true_distance_age, predicted_distance_age, age_intervals_gyr=None):
     """CB21 Fig. 8 (`Age_true_vs_predicted.png`) and its table (`predicted_vs_true_age.txt`).
 
+    `age_intervals_gyr` = (lower, upper), optional: each map's interval, drawn as an error bar.
     Returns the statistics of `age_statistics`.
     """
     true_distance_age = check_distance_age(true_distance_age, len(np.asarray(true_distance_age)), "the true distance_age")
@@ -1020,7 +1057,7 @@ def display_predicted_vs_true_age(pathprediction, true_distance_age, predicted_d
     print(f"Mean age absolute error (CB21 §4, bin-averaged): {paper['mean']:.2f} Gyr")
     plot_predicted_vs_true(Path(pathprediction) / "Age_true_vs_predicted.png", true_distance_age[:, 1], predicted_distance_age[:, 1],
                            AGE_BIN_EDGES_GYR, statistics["xi"], statistics["mu"], AGE_SIDE_PANEL_LIMIT_GYR, "age (Gyr)",
-                           "Predicted vs true age")
+                           "Predicted vs true age", predicted_intervals=age_intervals_gyr)
     print("--> Figure predicted age vs true age saved")
     return statistics
 
@@ -1050,8 +1087,11 @@ def distance_table_rows(statistics):
     ]
 
 
-def pdf_distances(pathprediction, true_distance_age, predicted_distance_age):
+def pdf_distances(pathprediction, true_distance_age, predicted_distance_age, distance_intervals_kpc=None):
     """CB21 Fig. 9 (`Pdf_distances.png`) and its table (`distance_predictions_stats.txt`).
+
+    With `distance_intervals_kpc` = (lower, upper) per map, each true distance also gets an error bar
+    at the top of the frame: the mean prediction with the mean lower and upper interval offsets.
 
     One filled step histogram (density) of the predicted distances for each true distance present,
     on int(n/3) bin edges between the smallest and largest prediction as in the authors' code (at
@@ -1081,6 +1121,14 @@ def pdf_distances(pathprediction, true_distance_age, predicted_distance_age):
         axes.axvline(entry["true_distance_kpc"], linestyle="--", color=colour)
         highest_density = max(highest_density, 1.05 * density.max())
         farthest_kpc = max(farthest_kpc, high)
+    if distance_intervals_kpc is not None:
+        lower, upper = (np.asarray(bound, dtype=np.float64) for bound in distance_intervals_kpc)
+        for colour_index, entry in enumerate(statistics["per_distance"]):
+            rows = true_distance == entry["true_distance_kpc"]
+            mean_kpc = predicted_distance[rows].mean()
+            offsets = [[np.nanmean(predicted_distance[rows] - lower[rows])], [np.nanmean(upper[rows] - predicted_distance[rows])]]
+            axes.errorbar([mean_kpc], [highest_density * (0.92 - 0.05 * colour_index)], xerr=offsets, fmt="o", markersize=3,
+                          capsize=2, color=f"C{colour_index % 10}", label="mean 68 % interval" if colour_index == 0 else None)
     axes.set_xlabel("Distance (kpc)")
     axes.set_ylabel("PDF")
     axes.set_xlim(min(0.0, predicted_distance.min()), farthest_kpc)
