@@ -83,7 +83,8 @@ def star_cluster_maps(family, index, seed, ages_gyr, distances_kpc, stellar_tabl
 
 def make_family(family, number_of_clusters, seed=2021, snapshots_per_cluster=1, stellar_table_loader=None,
                 initial_stars=None, age_range_gyr=(0.0, 14.0)):
-    """Flux maps (M, 160, 160, 1) of one out-of-domain family, and the cluster index of each map.
+    """Flux maps (M, 160, 160, 1) of one out-of-domain family, the cluster index and the true
+    [distance kpc, age Gyr] of each map (age NaN for the star-less "smooth" and "flat" maps).
 
     Star-cluster families ("massive", "extended") observe each snapshot at the test distances
     (only 15 kpc for "extended"); "smooth" and "flat" make one map per test distance per model.
@@ -95,22 +96,25 @@ def make_family(family, number_of_clusters, seed=2021, snapshots_per_cluster=1, 
     if number_of_clusters < 1:
         raise ValueError(f"number_of_clusters must be at least 1, got {number_of_clusters}")
     loader = stellar_table_loader or (lambda metallicity_feh: stellar_evolution.load_stellar_table(metallicity_feh))
-    maps, clusters = [], []
+    maps, clusters, labels = [], [], []
     for index in range(number_of_clusters):
         rng = family_rng(seed, family, index)
         if family in ("massive", "extended"):
             ages_gyr = np.random.default_rng([seed, FAMILY_CODES[family], index, 1]).uniform(*age_range_gyr, snapshots_per_cluster)
             distances_kpc = (EXTENDED_DISTANCE_KPC,) if family == "extended" else TEST_DISTANCES_KPC
-            log_flux, _ = star_cluster_maps(family, index, seed, ages_gyr, distances_kpc, loader, initial_stars)
+            log_flux, distance_age = star_cluster_maps(family, index, seed, ages_gyr, distances_kpc, loader, initial_stars)
             maps.extend(log_flux)
+            labels.extend(distance_age)
         elif family == "smooth":
             luminosity_v_lsun = 10.0 ** rng.uniform(*SMOOTH_LOG_LUMINOSITY_LSUN)
             half_light_radius_pc = rng.uniform(*SMOOTH_HALF_LIGHT_RADIUS_PC)
             concentration_w0 = rng.uniform(*mock_clusters.Priors().concentration_w0)
             maps.extend(smooth_map(luminosity_v_lsun, half_light_radius_pc, concentration_w0, distance_kpc)[..., None]
                         for distance_kpc in TEST_DISTANCES_KPC)
+            labels.extend((distance_kpc, np.nan) for distance_kpc in TEST_DISTANCES_KPC)
         else:
             maps.extend(np.full((mock_clusters.MAP_PIXELS, mock_clusters.MAP_PIXELS, 1), rng.uniform(*FLAT_LOG_FLUX_RANGE),
                                 dtype=np.float32) for _ in TEST_DISTANCES_KPC)
+            labels.extend((distance_kpc, np.nan) for distance_kpc in TEST_DISTANCES_KPC)
         clusters.extend([index] * (len(maps) - len(clusters)))
-    return np.stack(maps).astype(np.float32), np.array(clusters)
+    return np.stack(maps).astype(np.float32), np.array(clusters), np.asarray(labels, dtype=np.float64)

@@ -100,7 +100,7 @@ def test_committed_test_maps_are_inside(committed_calibration):
 
 @pytest.mark.parametrize("family, expected_words", [("smooth", "too smooth"), ("flat", "same value")])
 def test_starless_and_flat_maps_are_outside(committed_calibration, family, expected_words):
-    log_flux, _ = out_of_domain.make_family(family, 2, seed=3)
+    log_flux, _, _ = out_of_domain.make_family(family, 2, seed=3)
     verdicts = uncertainty.domain_verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
     assert all(verdict == "outside" for verdict, _ in verdicts)
     assert all(expected_words in reason for _, reason in verdicts), verdicts
@@ -110,7 +110,7 @@ def test_a_tiny_extended_cluster_at_15_kpc_is_outside(committed_calibration):
     def coarse_tables(metallicity_feh):
         return stellar_evolution.load_stellar_table(metallicity_feh, **stellar_evolution.COARSE_GRID)
 
-    log_flux, _ = out_of_domain.make_family("extended", 1, seed=4, stellar_table_loader=coarse_tables,
+    log_flux, _, _ = out_of_domain.make_family("extended", 1, seed=4, stellar_table_loader=coarse_tables,
                                             initial_stars=20_000, age_range_gyr=(0.05, 0.3))
     verdicts = uncertainty.domain_verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
     assert verdicts[0][0] == "outside", verdicts
