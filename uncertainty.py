@@ -283,23 +283,23 @@ def quantile_column(calibrated, probability):
     return index
 
 
-def bound(calibrated, point, features, groups, probability):
-    """point + σ(x) · q_group(p): the calibrated quantile `probability` of the truth."""
+def bound(calibrated, point, sigma, groups, probability):
+    """point + σ · q_group(p): the calibrated quantile `probability` of the truth, σ from `scale`."""
     table = np.asarray(calibrated["quantiles_per_group"])
-    groups = np.zeros(len(np.atleast_1d(point)), dtype=int) if groups is None else np.asarray(groups)
-    return (np.asarray(point, dtype=np.float64)
-            + scale(calibrated["scale_coefficients"], features) * table[groups, quantile_column(calibrated, probability)])
+    groups = np.zeros(np.shape(point), dtype=int) if groups is None else np.asarray(groups)
+    return np.asarray(point, dtype=np.float64) + sigma * table[groups, quantile_column(calibrated, probability)]
 
 
-def interval(calibrated, point, features, level, groups=None):
+def interval(calibrated, point, sigma, level, groups=None):
     """Bounds (lower, upper) of the central `level` interval about `point`, in the calibrated variable.
 
-    The point prediction is always inside: where π-DOC's bias would push both quantiles to one side,
-    the interval is widened to include it (this only raises coverage).
+    `sigma` is the difficulty of each point (`scale` of its features). The point prediction is
+    always inside: where π-DOC's bias would push both quantiles to one side, the interval is widened
+    to include it (this only raises coverage).
     """
     point = np.asarray(point, dtype=np.float64)
-    lower = bound(calibrated, point, features, groups, round((1.0 - level) / 2.0, 6))
-    upper = bound(calibrated, point, features, groups, round((1.0 + level) / 2.0, 6))
+    lower = bound(calibrated, point, sigma, groups, round((1.0 - level) / 2.0, 6))
+    upper = bound(calibrated, point, sigma, groups, round((1.0 + level) / 2.0, 6))
     return np.minimum(lower, point), np.maximum(upper, point)
 
 
@@ -589,9 +589,10 @@ def scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predic
     intervals = {}
     for quantity in SCALAR_QUANTITIES:
         calibrated = calibration["scalars"][quantity]
-        intervals[quantity] = {"point": points[quantity], "median": bound(calibrated, points[quantity], features, groups, 0.5)}
+        sigma = scale(calibrated["scale_coefficients"], features)
+        intervals[quantity] = {"point": points[quantity], "median": bound(calibrated, points[quantity], sigma, groups, 0.5)}
         for level in levels:
-            intervals[quantity][level] = interval(calibrated, points[quantity], features, level, groups)
+            intervals[quantity][level] = interval(calibrated, points[quantity], sigma, level, groups)
     return intervals
 
 
@@ -615,11 +616,12 @@ def pixel_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predict
     for start in range(0, len(predicted), PIXEL_CHUNK_MAPS):
         chunk = slice(start, start + PIXEL_CHUNK_MAPS)
         point = np.asarray(predicted[chunk], dtype=np.float64).ravel()
-        features = pixel_difficulty_features(point, np.repeat(map_features[chunk], pixels_per_map, axis=0))
+        sigma = scale(calibrated["scale_coefficients"],
+                      pixel_difficulty_features(point, np.repeat(map_features[chunk], pixels_per_map, axis=0)))
         groups = pixel_groups(point, np.repeat(map_groups[chunk], pixels_per_map))
         for key, wanted in probabilities.items():
             for output, probability in zip(result[key], wanted):
-                output[chunk] = bound(calibrated, point, features, groups, probability).reshape(output[chunk].shape)
+                output[chunk] = bound(calibrated, point, sigma, groups, probability).reshape(output[chunk].shape)
     intervals = {"median": result["median"][0]}
     for level in levels:
         lower, upper = result[level]

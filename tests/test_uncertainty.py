@@ -38,7 +38,8 @@ def test_a_gaussian_model_covers_68_and_95_percent():
     assert calibrated["scale_coefficients"][1] == pytest.approx(1.5, abs=0.15)
     features, residuals = heteroscedastic_gaussian(40_000, 3)
     for level, tolerance in ((0.68, 2.0), (0.95, 1.0)):
-        lower, upper = uncertainty.interval(calibrated, np.zeros(len(residuals)), features, level)
+        sigma = uncertainty.scale(calibrated["scale_coefficients"], features)
+        lower, upper = uncertainty.interval(calibrated, np.zeros(len(residuals)), sigma, level)
         coverage = 100.0 * np.mean((lower <= residuals) & (residuals <= upper))
         assert coverage == pytest.approx(100.0 * level, abs=tolerance)
         # Adaptive: the width follows σ(x), so it is 1.5 e-folds wider at x = 1 than at x = 0.
@@ -60,7 +61,8 @@ def test_an_interval_contains_the_point_prediction_even_under_bias():
     calibrated = uncertainty.calibrate_quantity(features, residuals, features, residuals, probabilities)
     points = np.linspace(-3.0, 3.0, 7)
     for level in uncertainty.INTERVAL_LEVELS:
-        lower, upper = uncertainty.interval(calibrated, points, np.ones((7, 1)), level)
+        sigma = uncertainty.scale(calibrated["scale_coefficients"], np.ones((7, 1)))
+        lower, upper = uncertainty.interval(calibrated, points, sigma, level)
         assert np.all(lower <= points) and np.all(points <= upper)
         assert np.all(upper > points + 1.0)
 
