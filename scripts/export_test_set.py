@@ -9,7 +9,6 @@ MANIFEST.sha256 for the committed weights, standardisation constants and test ma
 Usage: python3 scripts/export_test_set.py [TEST_SPLIT_DIRECTORY]
 """
 import csv
-import hashlib
 import sys
 from pathlib import Path
 
@@ -17,13 +16,15 @@ import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from functions import replace_atomically, save_array, save_text  # noqa: E402
+from functions import replace_atomically, save_array  # noqa: E402
+from write_manifest import write_manifest  # noqa: E402
+
 TEST_SPLIT_DIRECTORY = PROJECT_ROOT / "data" / "test"
 INPUT_DIRECTORY = PROJECT_ROOT / "input_files"
 SNAPSHOTS = 25
 SEED = 2021
-MANIFEST_FOLDERS = ("trained_piDOC", "input_files")
 
 
 def export_test_set(split_directory, output_directory):
@@ -44,17 +45,6 @@ def export_test_set(split_directory, output_directory):
 
     replace_atomically(output_directory / "testset_metadata.csv", write_metadata)
     return len(indices)
-
-
-def write_manifest(project_root):
-    lines = []
-    for folder in MANIFEST_FOLDERS:
-        for path in sorted((project_root / folder).rglob("*")):
-            if path.is_file() and ".tmp" not in path.name:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                lines.append(f"{digest}  {path.relative_to(project_root)}")
-    save_text(project_root / "MANIFEST.sha256", "\n".join(lines) + "\n")
-    return len(lines)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The committed trained networks, standardisation constants and test maps: intact, and working."""
+import csv
 import hashlib
 import shutil
 
@@ -84,3 +85,17 @@ def test_driver_on_four_committed_maps_reproduces_make_predictions(four_map_pred
     np.testing.assert_array_equal(driver_log_mass, four_map_predictions[0])
     np.testing.assert_array_equal(driver_distance_age, four_map_predictions[1])
     np.testing.assert_array_equal(np.load(tmp_path / "predictions" / "predictionM.npy"), four_map_predictions[0])
+
+    # Beside the original outputs: the calibrated summary, one row per map, every map inside the
+    # domain, and intervals ordered around π-DOC's own prediction.
+    with open(tmp_path / "predictions" / "predictions_summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and all(row["domain"] == "inside" for row in rows)
+    for row, (distance_kpc, age_gyr) in zip(rows, four_map_predictions[1]):
+        assert float(row["distance_kpc"]) == pytest.approx(distance_kpc, rel=1e-5)
+        for column in ("distance_kpc", "age_gyr", "log_total_mass_msun", "mass_to_light_v"):
+            bounds = [float(row[f"{column}_{tag}"]) for tag in ("lo95", "lo68")] + [float(row[column])] + \
+                     [float(row[f"{column}_{tag}"]) for tag in ("hi68", "hi95")]
+            assert bounds == sorted(bounds), (column, bounds)
+    pixel_bounds = np.load(tmp_path / "predictions" / "predictionM_intervals.npy")
+    assert pixel_bounds.shape == (4, 160, 160, 5)

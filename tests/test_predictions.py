@@ -26,7 +26,7 @@ FIGURES_AND_TABLES = (
     "Mass_map_true_vs_predicted.png", "Total_mass_map_true_vs_predicted.png", "Age_true_vs_predicted.png",
     "Pdf_distances.png", "Mass_to_light_true_vs_predicted.png",
     "predicted_vs_true_mass.txt", "predicted_vs_true_total_mass.txt", "predicted_vs_true_age.txt",
-    "distance_predictions_stats.txt", "mass_to_light_stats.txt",
+    "distance_predictions_stats.txt", "mass_to_light_stats.txt", "predictions_summary.csv", "predictions_summary.txt",
 )
 
 
