@@ -18,8 +18,6 @@ Outputs, in the output folder (each written to a temporary name, then renamed):
     observation_summary.png                      image cutout, input map, predicted mass map, M/L_V profile
 """
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 
 import functions
 import observations
+import uncertainty
 
 PROJECT_DIRECTORY = Path(__file__).resolve().parent
 # --- Settings: the defaults of the command-line flags ----------------------------------------------
@@ -48,7 +47,6 @@ STANDARDIZATION_DIRECTORY = PROJECT_DIRECTORY / "input_files"  # holds standardi
 INPUT_MAP_FILE = "piDOC_input_map.npy"
 REPORT_FILE = "observation_report.txt"
 FIGURE_FILE = "observation_summary.png"
-FALLBACK_SUMMARY_COLUMNS = ("map", "distance_kpc", "age_gyr", "log_total_mass_msun", "mass_to_light_v", "domain", "domain_reason")
 
 
 def has_networks(directory):
@@ -84,49 +82,16 @@ def parse_arguments(argv=None):
     return parser.parse_args(argv)
 
 
-def fallback_summary(log_flux_maps, predicted_log_mass_maps, predicted_distance_age, map_names, extra_domain_reasons):
-    """Rows without intervals, used only when `uncertainty.py` cannot be imported."""
-    distance_kpc = predicted_distance_age[:, 0]
-    luminosity = functions.luminosity_maps_lsun(log_flux_maps, distance_kpc)
-    mass_to_light = functions.global_mass_to_light(predicted_log_mass_maps, luminosity)
-    log_total_mass = functions.total_log_mass(predicted_log_mass_maps)
-    rows = []
-    for index, name in enumerate(map_names):
-        reason = extra_domain_reasons[index]
-        rows.append({"map": name, "distance_kpc": float(distance_kpc[index]), "age_gyr": float(predicted_distance_age[index, 1]),
-                     "log_total_mass_msun": float(log_total_mass[index]), "mass_to_light_v": float(mass_to_light[index]),
-                     "domain": "outside" if reason else "unchecked",
-                     "domain_reason": reason or "uncertainty.py not available: no domain check"})
-    return rows
-
-
-def write_fallback_summary(output_directory, rows):
-    """predictions_summary.csv and .txt without intervals (only when `uncertainty.py` is absent)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(FALLBACK_SUMMARY_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
-    functions.save_text(Path(output_directory) / "predictions_summary.csv", buffer.getvalue())
-    functions.write_table(Path(output_directory) / "predictions_summary.txt",
-                          [[row[key] for key in FALLBACK_SUMMARY_COLUMNS] for row in rows],
-                          headers=FALLBACK_SUMMARY_COLUMNS)
-
-
 def summarize_predictions(trained_directory, output_directory, log_flux_maps, predicted_log_mass_maps,
                           predicted_distance_age, map_names, extra_domain_reasons):
-    """Intervals and the domain verdict from `uncertainty.py` where it exists, else point values only."""
-    try:
-        import uncertainty
-        summarize, write_summary = uncertainty.summarize, uncertainty.write_prediction_summary
-    except (ImportError, AttributeError) as error:
-        print(f"note: uncertainty.py unavailable ({error}); the summary has no intervals and no domain check")
-        rows = fallback_summary(log_flux_maps, predicted_log_mass_maps, predicted_distance_age, map_names, extra_domain_reasons)
-        write_fallback_summary(output_directory, rows)
-        return rows
-    rows, pixel_bounds = summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
-                                   map_names=map_names, extra_domain_reasons=extra_domain_reasons)
-    write_summary(output_directory, rows, pixel_bounds)
+    """Intervals and the domain verdict (`uncertainty.py`), written beside the predictions.
+
+    A model folder without `calibration.json` gives point values and the verdict `unchecked` (or
+    `outside`, for a physical limit or a reason of the image pipeline).
+    """
+    rows, pixel_bounds = uncertainty.summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
+                                               map_names=map_names, extra_domain_reasons=extra_domain_reasons)
+    uncertainty.write_prediction_summary(output_directory, rows, pixel_bounds)
     return rows
 
 
