@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+import coverage
+import domain
 import functions
 import uncertainty
 
@@ -47,7 +49,7 @@ SPLIT_FILES = ("luminosity_V.npy", "mass.npy", "distance_age.npy")
 # and validation splits with continuous distances would give one row per map.
 MAXIMUM_DISTANCE_ROWS = 12
 # Seed of the out-of-domain families. Seed 7 was looked at while the domain threshold was chosen
-# (uncertainty.DOMAIN_PERCENTILE); the figures quoted in the docs use this fresh one.
+# (domain.DOMAIN_PERCENTILE); the figures quoted in the docs use this fresh one.
 OUT_OF_DOMAIN_SEED = 11
 
 
@@ -129,9 +131,9 @@ def evaluate(split_directory, trained_directory, standardization_directory):
     calibration = uncertainty.load_calibration(trained_directory, required=False)
     if calibration is not None:
         cluster_ids = load_cluster_ids(split_directory)
-        statistics["coverage"] = uncertainty.coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distance_age,
+        statistics["coverage"] = coverage.coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distance_age,
                                                              predicted_log_mass_maps, predicted_distance_age, cluster_ids)
-        statistics["domain"] = uncertainty.domain_flag_fraction(calibration, log_flux_maps, predicted_log_mass_maps,
+        statistics["domain"] = domain.flag_fraction(calibration, log_flux_maps, predicted_log_mass_maps,
                                                                 predicted_distance_age)
     return statistics
 
@@ -155,7 +157,7 @@ def evaluate_out_of_domain(trained_directory, standardization_directory, cluster
         log_flux_maps, clusters, true_distance_age = out_of_domain.make_family(family, clusters_per_family, seed,
                                                                                snapshots_per_cluster=snapshots)
         predicted_log_mass_maps, predicted_distance_age, _ = functions.predict_with_piDOC(piDOC, log_flux_maps)
-        verdicts = uncertainty.domain_verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+        verdicts = domain.verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
         # What a missed flag costs: how often the 95 % intervals of the maps left `inside` still
         # hold the true distance and age.
         inside = np.array([verdict != "outside" for verdict, _ in verdicts])
@@ -177,8 +179,8 @@ def evaluate_out_of_domain(trained_directory, standardization_directory, cluster
             "number_of_maps": len(verdicts), "number_of_clusters": int(len(set(clusters.tolist()))),
             "percent_outside": 100.0 * np.mean([verdict == "outside" for verdict, _ in verdicts]),
             "reasons": dict(sorted(reasons.items(), key=lambda item: -item[1])),
-            "mahalanobis_squared": uncertainty.mahalanobis_squared(calibration["domain"],
-                                                                   uncertainty.domain_statistics(log_flux_maps)),
+            "mahalanobis_squared": domain.mahalanobis_squared(calibration["domain"],
+                                                                   domain.map_statistics(log_flux_maps)),
             "median_predicted_distance_age": np.median(predicted_distance_age, axis=0),
             "inside_maps_held_by_95_percent_interval": held,
         }
@@ -211,7 +213,7 @@ def domain_figure(path, in_domain_squared, results):
         axes.hist(np.clip(results[family]["mahalanobis_squared"], edges[0], edges[-1]), bins=edges, histtype="step",
                   color=f"C{colour_index}", label=family, density=True)
     axes.axvline(results["threshold"], color="k", linestyle="--",
-                 label=f"threshold ({uncertainty.DOMAIN_PERCENTILE:g} % of calibration maps)")
+                 label=f"threshold ({domain.DOMAIN_PERCENTILE:g} % of calibration maps)")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("squared Mahalanobis distance of the map statistics")
@@ -249,11 +251,11 @@ def summary_table(statistics):
 def coverage_text(statistics):
     """Coverage and width of the calibrated intervals, the width–error correlation and the domain flags."""
     coverage = statistics["coverage"]
-    units = ", ".join(f"{quantity} {unit}" for quantity, unit in uncertainty.WIDTH_UNITS.items())
+    units = ", ".join(f"{quantity} {unit}" for quantity, unit in coverage.WIDTH_UNITS.items())
     text = (f"Interval coverage on {coverage['number_of_clusters']} clusters ({coverage['number_of_maps']} maps); "
             f"percent of maps (pixels with true log M > -1 for pixel_mass), averaged per cluster, ± its standard "
             f"error over clusters; mean widths in {units}\n")
-    text += tabulate(uncertainty.coverage_rows(coverage), headers=uncertainty.COVERAGE_HEADERS, disable_numparse=True)
+    text += tabulate(coverage.coverage_rows(coverage), headers=coverage.COVERAGE_HEADERS, disable_numparse=True)
     text += "\n\nAdaptivity: Spearman rho between the 68 % width and |error|: " + ", ".join(
         f"{quantity} {rho:.2f}" for quantity, rho in coverage["spearman_width_error"].items())
     domain = statistics["domain"]
@@ -286,11 +288,11 @@ def main(arguments=None):
     functions.save_text(output_directory / "evaluation.txt", text)
     functions.save_json(output_directory / "evaluation.json", statistics)
     if "coverage" in statistics:
-        uncertainty.write_coverage_outputs(output_directory, statistics["coverage"])
+        coverage.write_coverage_outputs(output_directory, statistics["coverage"])
     if "out_of_domain" in statistics:
         log_flux_maps, _, _ = load_split(options.split_directory)
         calibration = uncertainty.load_calibration(options.trained_directory)
-        in_domain = uncertainty.mahalanobis_squared(calibration["domain"], uncertainty.domain_statistics(log_flux_maps))
+        in_domain = domain.mahalanobis_squared(calibration["domain"], domain.map_statistics(log_flux_maps))
         domain_figure(output_directory / "Domain_verdict.png", in_domain, statistics["out_of_domain"])
     print(f"written: {output_directory / 'evaluation.txt'}, {output_directory / 'evaluation.json'}")
     return statistics

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+import coverage
 import functions
 import uncertainty
 
@@ -94,9 +95,9 @@ def main(pathtrained=pathtrained, pathinput=pathinput, pathprediction=pathpredic
     # Part 3: how often the intervals hold the truth on these maps, counted by cluster.
     calibration = uncertainty.load_calibration(pathtrained, required=False) if intervals else None
     if calibration is not None and (pathinput / TEST_METADATA_FILE).is_file():
-        report = uncertainty.coverage_report(calibration, L_testset, M_testset, distanceage_testset, prediction_M,
+        report = coverage.coverage_report(calibration, L_testset, M_testset, distanceage_testset, prediction_M,
                                              prediction_distanceage, functions.read_cluster_ids(pathinput / TEST_METADATA_FILE))
-        uncertainty.write_coverage_outputs(pathprediction, report)
+        coverage.write_coverage_outputs(pathprediction, report)
         print(f"--> Interval coverage on {report['number_of_clusters']} clusters saved")
     return prediction_M, prediction_distanceage
 

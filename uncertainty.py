@@ -23,12 +23,8 @@ order the code follows it (details and references in docs/uncertainty.md):
    bright pixels, near and far clusters each get their own coverage.
    Coverage is guaranteed for clusters drawn like the calibration clusters (exchangeable with
    them); maps of one cluster are correlated, so the two halves and the test are split by cluster.
-4. Domain. Five statistics of the input map (median and peak log flux, how concentrated the light
-   is, how much of the field is empty, and the graininess that resolved stars give a map) are
-   compared with those of the calibration maps by a Mahalanobis distance. A map beyond the 99th
-   percentile of the calibration maps is `outside`, with the statistic furthest from what the
-   others predict as the reason. Physically impossible outputs (distance ≤ 0, age outside 0–14 Gyr,
-   non-finite values) make a map `outside` whatever its statistics.
+4. Domain. Every summary row carries the verdict of `domain.py`, whose statistics are calibrated
+   here too; `coverage.py` measures how often the intervals hold the truth on a labelled split.
 
 The calibration result is one JSON file per model folder (`<trained folder>/calibration.json`,
 written by `calibrate_piDOC.py`), tied to the SHA-256 of the weights it was made for.
@@ -41,9 +37,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage, stats
 from tabulate import tabulate
 
+import domain
 import functions
 
 # --- Files ------------------------------------------------------------------------------------------
@@ -65,7 +61,7 @@ SCALAR_QUANTITIES = ("distance", "age", "total_mass", "mass_to_light")
 # `scalar_variables`) turns back into the reported unit.
 SUMMARY_COLUMNS = {"distance": "distance_kpc", "age": "age_gyr", "total_mass": "log_total_mass_msun",
                    "mass_to_light": "mass_to_light_v"}
-MAXIMUM_AGE_GYR = 14.0          # CB21 §2: snapshots from 0 to 14 Gyr; the Universe is 13.8 Gyr old
+MAXIMUM_AGE_GYR = domain.MAXIMUM_AGE_GYR
 # Difficulty features are clipped to the range the calibration clusters span, so a far-out input
 # cannot extrapolate the log-linear σ model to absurd widths (the domain verdict flags it instead).
 DIFFICULTY_DISTANCE_RANGE_KPC = (5.0, 120.0)
@@ -85,30 +81,6 @@ MINIMUM_SCORES_PER_GROUP = 40
 CALIBRATION_PIXELS_PER_MAP = 2000
 CALIBRATION_SEED = 2021
 PIXEL_CHUNK_MAPS = 32
-
-# --- Domain -----------------------------------------------------------------------------------------
-DOMAIN_FEATURES = ("median_log_flux", "peak_log_flux", "central_light_fraction", "log_empty_fraction",
-                   "log_graininess_dex")
-# The flag budget for in-domain maps is 2 %; the 99th percentile of the calibration maps flagged
-# 1.2 % of the held-out test maps (docs/uncertainty.md). The 99.5th, tried first, let 9 % of the
-# massive clusters through; this choice was made on one draw of the out-of-domain families (seed 7)
-# and the figures quoted in the docs come from a fresh draw (seed 11).
-DOMAIN_PERCENTILE = 99.0
-PEAK_PERCENTILE = 99.0
-# Light within this radius of the light-weighted centre, as a fraction of the field's light.
-CENTRAL_RADIUS_ARCSEC = 5.0
-# "Empty" pixels lie more than this below the peak: the gaps between resolved stars and the sky
-# around a cluster. A cluster ten times more massive than the training clusters fills the field with
-# light and has none (out_of_domain.py, measured in docs/uncertainty.md). The floor keeps the log
-# finite for maps without any, and stands for 25 of the 25,600 pixels.
-EMPTY_DEX_BELOW_PEAK = 2.0
-EMPTY_FRACTION_FLOOR = 1e-3
-# Graininess: the rms, over the non-empty pixels, of log F minus log F smoothed by a Gaussian of 2 px.
-# Resolved stars through 2.5″ seeing (σ = 4.2 px) leave bumps of that size in a mock or real
-# cluster; a smooth surface-brightness model has almost none, and a flat map none at all (floor).
-GRAININESS_SMOOTHING_PIXELS = 2.0
-GRAININESS_FLOOR_DEX = 1e-4
-
 
 # ==================================================================================================
 # 1. Quantities
@@ -304,131 +276,6 @@ def interval(calibrated, point, sigma, level, groups=None):
 
 
 # ==================================================================================================
-# 4. Domain statistics
-# ==================================================================================================
-def domain_statistics(log_flux_maps):
-    """The five statistics of `DOMAIN_FEATURES` for every map; (N, 5) float64.
-
-    - median and 99th-percentile log F: how bright the field and the core are (the peak is a
-      surface brightness, which does not depend on distance);
-    - the fraction of the field's light within 5″ of the light-weighted centre: how concentrated;
-    - log10 of the fraction of "empty" pixels, more than 2 dex below the peak: how sparse;
-    - log10 of the graininess (see GRAININESS_SMOOTHING_PIXELS): how much resolved stars show.
-    """
-    log_flux_maps = functions.as_map_stack(log_flux_maps, "the flux maps")[..., 0].astype(np.float64)
-    statistics = np.empty((len(log_flux_maps), len(DOMAIN_FEATURES)))
-    for index, log_flux in enumerate(log_flux_maps):
-        peak = np.percentile(log_flux, PEAK_PERCENTILE)
-        flux = 10.0 ** (log_flux - log_flux.max())
-        radii = functions.radius_map_arcsec(functions.light_weighted_centre_pixels(log_flux))
-        central_fraction = flux[radii < CENTRAL_RADIUS_ARCSEC].sum() / flux.sum()
-        empty = log_flux <= peak - EMPTY_DEX_BELOW_PEAK
-        high_pass = log_flux - ndimage.gaussian_filter(log_flux, GRAININESS_SMOOTHING_PIXELS, mode="nearest")
-        graininess = math.sqrt(np.mean(high_pass[~empty] ** 2))
-        statistics[index] = (np.median(log_flux), peak, central_fraction, math.log10(empty.mean() + EMPTY_FRACTION_FLOOR),
-                             math.log10(graininess + GRAININESS_FLOOR_DEX))
-    return statistics
-
-
-def fit_domain(statistics):
-    """Mean, covariance and the `DOMAIN_PERCENTILE` threshold of the squared Mahalanobis distance."""
-    statistics = np.asarray(statistics, dtype=np.float64)
-    mean = statistics.mean(axis=0)
-    covariance = np.cov(statistics, rowvar=False)
-    domain = {"features": list(DOMAIN_FEATURES), "mean": mean.tolist(), "covariance": covariance.tolist(),
-              "percentile": DOMAIN_PERCENTILE}
-    domain["threshold"] = float(np.percentile(mahalanobis_squared(domain, statistics), DOMAIN_PERCENTILE))
-    return domain
-
-
-def mahalanobis_squared(domain, statistics):
-    """Squared Mahalanobis distance of each row of `statistics` from the calibration maps."""
-    offsets = np.asarray(statistics, dtype=np.float64) - np.asarray(domain["mean"])
-    precision = np.linalg.inv(np.asarray(domain["covariance"]))
-    return np.einsum("ij,jk,ik->i", offsets, precision, offsets)
-
-
-def conditional_z_scores(domain, statistics):
-    """How many σ each statistic lies from the value the other four predict (Gaussian conditional).
-
-    For a precision matrix Λ, statistic k given the others has mean μ_k − (Λ(x − μ))_k / Λ_kk + (x_k − μ_k)
-    and variance 1 / Λ_kk, so its z-score is (Λ(x − μ))_k / √Λ_kk. This says which statistic makes a
-    map unusual: "too smooth for a cluster of this flux" rather than "far in five dimensions".
-    """
-    offsets = np.asarray(statistics, dtype=np.float64) - np.asarray(domain["mean"])
-    precision = np.linalg.inv(np.asarray(domain["covariance"]))
-    return offsets @ precision / np.sqrt(np.diag(precision))
-
-
-def domain_reason(feature, z_score, marginal_z_score):
-    """A sentence a person can read for the statistic that puts a map outside."""
-    size = abs(z_score)
-    if feature == "median_log_flux":
-        side = "above" if marginal_z_score > 0 else "below"
-        return f"median log flux {abs(marginal_z_score):.1f} σ {side} the calibration maps"
-    if feature == "peak_log_flux":
-        side = "brighter" if z_score > 0 else "fainter"
-        return f"core {side} than a cluster of this median flux ({size:.1f} σ)"
-    if feature == "central_light_fraction":
-        side = "more" if z_score > 0 else "less"
-        return f"light {side} concentrated than in the calibration clusters ({size:.1f} σ)"
-    if feature == "log_empty_fraction":
-        return (f"field too sparse ({size:.1f} σ)" if z_score > 0
-                else f"light fills the field without the gaps of a cluster of this flux ({size:.1f} σ)")
-    side = "too smooth" if z_score < 0 else "too grainy"
-    return f"{side} for a cluster of this flux ({size:.1f} σ)"
-
-
-def physical_reasons(predicted_log_mass_maps, predicted_distance_age):
-    """Per map, the reasons why π-DOC's outputs are physically impossible (empty string if none)."""
-    predicted_distance_age = np.asarray(predicted_distance_age, dtype=np.float64)
-    finite_maps = np.all(np.isfinite(np.asarray(predicted_log_mass_maps).reshape(len(predicted_distance_age), -1)), axis=1)
-    reasons = []
-    for (distance_kpc, age_gyr), finite_map in zip(predicted_distance_age, finite_maps):
-        problems = []
-        if not (np.isfinite(distance_kpc) and np.isfinite(age_gyr) and finite_map):
-            problems.append("non-finite prediction")
-        if np.isfinite(distance_kpc) and distance_kpc <= 0:
-            problems.append(f"predicted distance {distance_kpc:.1f} kpc ≤ 0")
-        if np.isfinite(age_gyr) and not 0.0 <= age_gyr <= MAXIMUM_AGE_GYR:
-            problems.append(f"predicted age {age_gyr:.1f} Gyr outside 0–14 Gyr")
-        reasons.append("; ".join(problems))
-    return reasons
-
-
-def domain_verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, extra_reasons=None):
-    """`inside` / `outside` (or `unchecked` without a calibration) and the reason, per map."""
-    number_of_maps = len(predicted_distance_age)
-    reasons = [[reason] if reason else [] for reason in physical_reasons(predicted_log_mass_maps, predicted_distance_age)]
-    flux_pixels = np.asarray(log_flux_maps, dtype=np.float64).reshape(number_of_maps, -1)
-    for index in np.flatnonzero(np.ptp(flux_pixels, axis=1) == 0):
-        reasons[index].insert(0, "every pixel of the map has the same value")
-    if calibration is not None:
-        domain = calibration["domain"]
-        statistics = domain_statistics(log_flux_maps)
-        distances = mahalanobis_squared(domain, statistics)
-        conditional = conditional_z_scores(domain, statistics)
-        marginal = (statistics - np.asarray(domain["mean"])) / np.sqrt(np.diag(np.asarray(domain["covariance"])))
-        for index in np.flatnonzero(distances > domain["threshold"]):
-            if reasons[index] and reasons[index][0].startswith("every pixel"):
-                continue
-            worst = int(np.argmax(np.abs(conditional[index])))
-            reasons[index].append(domain_reason(DOMAIN_FEATURES[worst], conditional[index, worst], marginal[index, worst]))
-    for index, extra in enumerate(extra_reasons or [None] * number_of_maps):
-        if extra:
-            reasons[index].append(extra)
-    verdicts = []
-    for map_reasons in reasons:
-        if map_reasons:
-            verdicts.append(("outside", "; ".join(map_reasons)))
-        elif calibration is None:
-            verdicts.append(("unchecked", "no calibration file for this model: only physical limits were checked"))
-        else:
-            verdicts.append(("inside", ""))
-    return verdicts
-
-
-# ==================================================================================================
 # 5. Calibration: fit on a calibration split, save, load
 # ==================================================================================================
 def file_sha256(path):
@@ -516,7 +363,7 @@ def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predic
         "distance_group_edges_kpc": list(DISTANCE_GROUP_EDGES_KPC),
         "pixel_group_edges_log_msun": list(PIXEL_GROUP_EDGES_LOG_MSUN),
         "pixels": pixels,
-        "domain": fit_domain(domain_statistics(log_flux_maps)),
+        "domain": domain.fit(domain.map_statistics(log_flux_maps)),
     }
 
 
@@ -558,10 +405,11 @@ def load_calibration(trained_directory, required=True):
                 raise ValueError(f"quantile table of shape {table.shape}, expected ({groups}, {len(entry['probabilities'])})")
             if not (np.all(np.isfinite(table)) and np.all(np.isfinite(entry["scale_coefficients"]))):
                 raise ValueError("non-finite calibration numbers")
-        domain = calibration["domain"]
-        if domain["features"] != list(DOMAIN_FEATURES):
-            raise ValueError(f"domain statistics {domain['features']} differ from this version's {list(DOMAIN_FEATURES)}")
-        if np.asarray(domain["covariance"]).shape != (len(DOMAIN_FEATURES),) * 2 or not np.isfinite(domain["threshold"]):
+        domain_part = calibration["domain"]
+        if domain_part["features"] != list(domain.DOMAIN_FEATURES):
+            raise ValueError(f"domain statistics {domain_part['features']} differ from this version's {list(domain.DOMAIN_FEATURES)}")
+        if (np.asarray(domain_part["covariance"]).shape != (len(domain.DOMAIN_FEATURES),) * 2
+                or not np.isfinite(domain_part["threshold"])):
             raise ValueError("domain covariance or threshold malformed")
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"calibration file {path} is corrupt: {error}") from error
@@ -673,7 +521,7 @@ def summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predict
     points = scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     intervals = (scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
                  if calibration is not None else None)
-    verdicts = domain_verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
+    verdicts = domain.verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
                                extra_domain_reasons)
     rows = []
     for index in range(number_of_maps):
@@ -749,174 +597,3 @@ def warning_lines(rows):
     """One line per map outside the domain, for the drivers to print."""
     return [f"WARNING: map {row['map']} is outside π-DOC's domain: {row['domain_reason']}"
             for row in rows if row["domain"] == "outside"]
-
-
-# ==================================================================================================
-# 7. Coverage: how often the intervals hold the truth, counted by cluster
-# ==================================================================================================
-def cluster_mean(values, cluster_ids):
-    """Mean over clusters of the per-cluster mean of `values` (NaN ignored), and its standard error."""
-    values = np.asarray(values, dtype=np.float64)
-    cluster_ids = np.asarray(cluster_ids)
-    per_cluster = np.array([np.nanmean(values[cluster_ids == cluster]) for cluster in np.unique(cluster_ids)
-                            if np.any(np.isfinite(values[cluster_ids == cluster]))])
-    if per_cluster.size == 0:
-        return math.nan, math.nan, 0
-    error = per_cluster.std(ddof=1) / math.sqrt(per_cluster.size) if per_cluster.size > 1 else math.nan
-    return float(per_cluster.mean()), float(error), int(per_cluster.size)
-
-
-def coverage_table(covered, widths, cluster_ids):
-    """Coverage (percent, cluster-averaged, with its standard error) and mean width, per level."""
-    result = {}
-    for level in covered:
-        coverage, error, clusters = cluster_mean(covered[level].astype(np.float64), cluster_ids)
-        result[level] = {"coverage_percent": 100.0 * coverage, "standard_error_percent": 100.0 * error,
-                         "mean_width": float(np.nanmean(widths[level])), "number_of_clusters": clusters}
-    return result
-
-
-def pixel_coverage(calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
-                   pixel_mass_limit_log_msun, levels):
-    """Per map: the fraction of pixels with true log10 M above the limit inside their interval, and
-    the mean width of those intervals (dex), per level; computed `PIXEL_CHUNK_MAPS` maps at a time."""
-    number_of_maps = len(predicted_distance_age)
-    covered = {level: np.full(number_of_maps, np.nan) for level in levels}
-    widths = {level: np.full(number_of_maps, np.nan) for level in levels}
-    for start in range(0, number_of_maps, PIXEL_CHUNK_MAPS):
-        chunk = slice(start, min(start + PIXEL_CHUNK_MAPS, number_of_maps))
-        bounds = pixel_intervals(calibration, log_flux_maps[chunk], predicted_log_mass_maps[chunk],
-                                 predicted_distance_age[chunk], levels)
-        truth = np.asarray(true_log_mass_maps[chunk], dtype=np.float64).reshape(chunk.stop - start, -1)
-        selected = truth > pixel_mass_limit_log_msun
-        counts = selected.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for level in levels:
-                lower, upper = (bound.reshape(truth.shape) for bound in bounds[level])
-                inside = ((lower <= truth) & (truth <= upper) & selected).sum(axis=1)
-                covered[level][chunk] = np.where(counts > 0, inside / counts, np.nan)
-                widths[level][chunk] = np.where(counts > 0, np.where(selected, upper - lower, 0.0).sum(axis=1) / counts, np.nan)
-    return covered, widths
-
-
-def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
-                    predicted_distance_age, cluster_ids, pixel_mass_limit_log_msun=-1.0, levels=RELIABILITY_LEVELS):
-    """Empirical coverage of the intervals on a labelled split, pooled and per true distance.
-
-    Widths are in the calibrated variables (dex for distance, total mass and M/L_V, Gyr for age, dex
-    per pixel). Coverage of the per-pixel intervals counts the pixels with true log10 M above
-    `pixel_mass_limit_log_msun`, averaged per map, then per cluster.
-
-    Returns
-    -------
-    dict
-        "pooled": quantity → level → coverage dict; "per_distance": true distance → the same;
-        "spearman_width_error": quantity → ρ between the 68 % width and |point − truth|;
-        "number_of_clusters".
-    """
-    cluster_ids = np.asarray(cluster_ids)
-    true_distance_age = np.asarray(true_distance_age, dtype=np.float64)
-    truths = scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
-    intervals = scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels)
-    covered, widths = {}, {}
-    for quantity in SCALAR_QUANTITIES:
-        truth = truths[quantity]
-        covered[quantity] = {level: (intervals[quantity][level][0] <= truth) & (truth <= intervals[quantity][level][1])
-                             for level in levels}
-        widths[quantity] = {level: intervals[quantity][level][1] - intervals[quantity][level][0] for level in levels}
-    covered["pixel_mass"], widths["pixel_mass"] = pixel_coverage(
-        calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
-        pixel_mass_limit_log_msun, levels)
-    number_of_maps = len(true_distance_age)
-
-    report = {"levels": list(levels), "number_of_maps": int(number_of_maps),
-              "number_of_clusters": int(len(np.unique(cluster_ids))), "pooled": {}, "per_distance": {},
-              "spearman_width_error": {}}
-    for quantity in covered:
-        report["pooled"][quantity] = coverage_table(covered[quantity], widths[quantity], cluster_ids)
-    for distance_kpc in np.unique(true_distance_age[:, 0]):
-        rows = true_distance_age[:, 0] == distance_kpc
-        report["per_distance"][float(distance_kpc)] = {
-            quantity: coverage_table({level: values[rows] for level, values in covered[quantity].items()},
-                                     {level: values[rows] for level, values in widths[quantity].items()}, cluster_ids[rows])
-            for quantity in covered}
-    for quantity in SCALAR_QUANTITIES:
-        error = np.abs(intervals[quantity]["point"] - truths[quantity])
-        width = widths[quantity][0.68]
-        usable = np.isfinite(error) & np.isfinite(width)
-        report["spearman_width_error"][quantity] = float(stats.spearmanr(width[usable], error[usable]).statistic)
-    return report
-
-
-def coverage_rows(report, levels=INTERVAL_LEVELS):
-    """Table rows: quantity, where (pooled or D = … kpc), then coverage ± error and mean width per level."""
-    rows = []
-    for where, block in [("pooled", report["pooled"])] + [(f"D = {distance:g} kpc", block)
-                                                           for distance, block in report["per_distance"].items()]:
-        for quantity, table in block.items():
-            row = [quantity, where]
-            for level in levels:
-                entry = table[level]
-                row += [f"{entry['coverage_percent']:.1f} ± {entry['standard_error_percent']:.1f}", f"{entry['mean_width']:.3f}"]
-            rows.append(row)
-    return rows
-
-
-COVERAGE_HEADERS = ["quantity", "sample", "68 % coverage", "68 % width", "95 % coverage", "95 % width"]
-WIDTH_UNITS = {"distance": "dex", "age": "Gyr", "total_mass": "dex", "mass_to_light": "dex", "pixel_mass": "dex"}
-
-
-def domain_flag_fraction(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age):
-    """Percentage of maps flagged `outside`, and a count of each reason's first words."""
-    verdicts = domain_verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
-    outside = np.array([verdict == "outside" for verdict, _ in verdicts])
-    return {"percent_outside": 100.0 * float(outside.mean()), "number_of_maps": int(len(outside)),
-            "reasons": [reason for verdict, reason in verdicts if verdict == "outside"]}
-
-
-# ==================================================================================================
-# 8. The calibration figure and table
-# ==================================================================================================
-COVERAGE_FIGURE_FILE = "Interval_coverage.png"
-COVERAGE_TABLE_FILE = "interval_coverage.txt"
-QUANTITY_LABELS = {"distance": "distance", "age": "age", "total_mass": "total mass", "mass_to_light": "global M/L_V",
-                   "pixel_mass": "pixel mass (log M > -1)"}
-
-
-def coverage_figure(path, report):
-    """Empirical against nominal coverage, per quantity: pooled, then one panel per true distance.
-
-    Error bars are the standard errors over clusters. A calibrated interval lies on the diagonal;
-    below it, intervals are too narrow (overconfident); above, too wide.
-    """
-    import matplotlib.pyplot as plt
-
-    samples = [("all distances", report["pooled"])] + [(f"D = {distance:g} kpc", block)
-                                                        for distance, block in report["per_distance"].items()]
-    figure, axes = plt.subplots(1, len(samples), figsize=(3.0 * len(samples), 3.4), sharey=True, squeeze=False)
-    nominal = 100.0 * np.asarray(report["levels"], dtype=np.float64)
-    for axis, (title, block) in zip(axes[0], samples):
-        axis.plot([0, 100], [0, 100], "-", color="0.6", linewidth=0.8)
-        for colour_index, (quantity, table) in enumerate(block.items()):
-            coverage = [table[level]["coverage_percent"] for level in report["levels"]]
-            error = [table[level]["standard_error_percent"] for level in report["levels"]]
-            axis.errorbar(nominal, coverage, yerr=error, marker="o", markersize=2.5, linewidth=1.0, capsize=1.5,
-                          color=f"C{colour_index}", label=QUANTITY_LABELS.get(quantity, quantity))
-        axis.set_xlim(0, 100)
-        axis.set_ylim(0, 100)
-        axis.set_xlabel("nominal coverage (%)")
-        axis.set_title(title, fontsize=9)
-    axes[0, 0].set_ylabel("empirical coverage (%)")
-    axes[0, 0].legend(fontsize=6, loc="upper left")
-    figure.suptitle(f"Calibrated intervals: coverage on {report['number_of_clusters']} clusters "
-                    f"({report['number_of_maps']} maps)", fontsize=10)
-    figure.tight_layout()
-    return functions.save_figure(figure, path, dpi=120)
-
-
-def write_coverage_outputs(output_directory, report):
-    """Write the calibration figure and its table (68 % and 95 % coverage and widths) into a folder."""
-    output_directory = Path(output_directory)
-    rows = coverage_rows(report)
-    functions.write_table(output_directory / COVERAGE_TABLE_FILE, rows, COVERAGE_HEADERS, disable_numparse=True)
-    return coverage_figure(output_directory / COVERAGE_FIGURE_FILE, report)

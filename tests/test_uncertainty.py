@@ -1,4 +1,4 @@
-"""Calibrated intervals and the domain verdict (uncertainty.py), at tiny sizes.
+"""Calibrated intervals (uncertainty.py), their coverage (coverage.py) and the domain verdict (domain.py), at tiny sizes.
 
 The conformal machinery is checked on synthetic residuals whose distribution is known; the domain
 verdict on maps from the project's own generators; the committed calibration file against the
@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import functions
+import coverage
+import domain
 import out_of_domain
 import stellar_evolution
 import uncertainty
@@ -70,14 +71,14 @@ def test_an_interval_contains_the_point_prediction_even_under_bias():
 def test_cluster_averaged_coverage_counts_clusters_not_maps():
     # Cluster 0 has 9 covered maps, cluster 1 one uncovered map: 50 %, not 90 %.
     covered = np.array([1.0] * 9 + [0.0])
-    coverage, _, clusters = uncertainty.cluster_mean(covered, np.array([0] * 9 + [1]))
-    assert (coverage, clusters) == (0.5, 2)
+    fraction, _, clusters = coverage.cluster_mean(covered, np.array([0] * 9 + [1]))
+    assert (fraction, clusters) == (0.5, 2)
 
 
 def test_impossible_outputs_are_flagged():
     maps = np.zeros((4, 160, 160, 1), np.float32)
     distance_age = np.array([[-23.6, 5.0], [20.0, 20.7], [np.nan, 3.0], [30.0, 7.0]])
-    reasons = uncertainty.physical_reasons(maps, distance_age)
+    reasons = domain.physical_reasons(maps, distance_age)
     assert "distance -23.6 kpc ≤ 0" in reasons[0]
     assert "age 20.7 Gyr outside 0–14 Gyr" in reasons[1]
     assert "non-finite" in reasons[2]
@@ -96,14 +97,14 @@ def plausible_predictions(number_of_maps):
 
 def test_committed_test_maps_are_inside(committed_calibration):
     log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")
-    verdicts = uncertainty.domain_verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
+    verdicts = domain.verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
     assert sum(verdict == "outside" for verdict, _ in verdicts) <= 3
 
 
 @pytest.mark.parametrize("family, expected_words", [("smooth", "too smooth"), ("flat", "same value")])
 def test_starless_and_flat_maps_are_outside(committed_calibration, family, expected_words):
     log_flux, _, _ = out_of_domain.make_family(family, 2, seed=3)
-    verdicts = uncertainty.domain_verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
+    verdicts = domain.verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
     assert all(verdict == "outside" for verdict, _ in verdicts)
     assert all(expected_words in reason for _, reason in verdicts), verdicts
 
@@ -114,7 +115,7 @@ def test_a_tiny_extended_cluster_at_15_kpc_is_outside(committed_calibration):
 
     log_flux, _, _ = out_of_domain.make_family("extended", 1, seed=4, stellar_table_loader=coarse_tables,
                                             initial_stars=20_000, age_range_gyr=(0.05, 0.3))
-    verdicts = uncertainty.domain_verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
+    verdicts = domain.verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
     assert verdicts[0][0] == "outside", verdicts
 
 

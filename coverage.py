@@ -1,0 +1,180 @@
+"""How often calibrated intervals hold the truth: coverage and width on a labelled split, counted by cluster.
+
+Maps of one cluster (ages, projections, distances) are correlated, so every coverage here is the
+mean over clusters of the per-cluster fraction of maps covered (for pixels: of the pixels with true
+log10 M above a limit), with its standard error over clusters. Used by `evaluate_piDOC.py` on any
+split and by `piDOC_predictions.py` on the committed test maps; the figure is the reliability
+diagram (empirical against nominal coverage), pooled and per true distance.
+"""
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+import functions
+import uncertainty
+from uncertainty import INTERVAL_LEVELS, RELIABILITY_LEVELS, SCALAR_QUANTITIES
+
+
+# ==================================================================================================
+# 1. Coverage
+# ==================================================================================================
+def cluster_mean(values, cluster_ids):
+    """Mean over clusters of the per-cluster mean of `values` (NaN ignored), and its standard error."""
+    values = np.asarray(values, dtype=np.float64)
+    cluster_ids = np.asarray(cluster_ids)
+    per_cluster = np.array([np.nanmean(values[cluster_ids == cluster]) for cluster in np.unique(cluster_ids)
+                            if np.any(np.isfinite(values[cluster_ids == cluster]))])
+    if per_cluster.size == 0:
+        return math.nan, math.nan, 0
+    error = per_cluster.std(ddof=1) / math.sqrt(per_cluster.size) if per_cluster.size > 1 else math.nan
+    return float(per_cluster.mean()), float(error), int(per_cluster.size)
+
+
+def coverage_table(covered, widths, cluster_ids):
+    """Coverage (percent, cluster-averaged, with its standard error) and mean width, per level."""
+    result = {}
+    for level in covered:
+        coverage, error, clusters = cluster_mean(covered[level].astype(np.float64), cluster_ids)
+        result[level] = {"coverage_percent": 100.0 * coverage, "standard_error_percent": 100.0 * error,
+                         "mean_width": float(np.nanmean(widths[level])), "number_of_clusters": clusters}
+    return result
+
+
+def pixel_coverage(calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
+                   pixel_mass_limit_log_msun, levels):
+    """Per map: the fraction of pixels with true log10 M above the limit inside their interval, and
+    the mean width of those intervals (dex), per level; computed `uncertainty.PIXEL_CHUNK_MAPS` maps at a time."""
+    number_of_maps = len(predicted_distance_age)
+    covered = {level: np.full(number_of_maps, np.nan) for level in levels}
+    widths = {level: np.full(number_of_maps, np.nan) for level in levels}
+    for start in range(0, number_of_maps, uncertainty.PIXEL_CHUNK_MAPS):
+        chunk = slice(start, min(start + uncertainty.PIXEL_CHUNK_MAPS, number_of_maps))
+        bounds = uncertainty.pixel_intervals(calibration, log_flux_maps[chunk], predicted_log_mass_maps[chunk],
+                                 predicted_distance_age[chunk], levels)
+        truth = np.asarray(true_log_mass_maps[chunk], dtype=np.float64).reshape(chunk.stop - start, -1)
+        selected = truth > pixel_mass_limit_log_msun
+        counts = selected.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for level in levels:
+                lower, upper = (bound.reshape(truth.shape) for bound in bounds[level])
+                inside = ((lower <= truth) & (truth <= upper) & selected).sum(axis=1)
+                covered[level][chunk] = np.where(counts > 0, inside / counts, np.nan)
+                widths[level][chunk] = np.where(counts > 0, np.where(selected, upper - lower, 0.0).sum(axis=1) / counts, np.nan)
+    return covered, widths
+
+
+def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
+                    predicted_distance_age, cluster_ids, pixel_mass_limit_log_msun=-1.0, levels=RELIABILITY_LEVELS):
+    """Empirical coverage of the intervals on a labelled split, pooled and per true distance.
+
+    Widths are in the calibrated variables (dex for distance, total mass and M/L_V, Gyr for age, dex
+    per pixel). Coverage of the per-pixel intervals counts the pixels with true log10 M above
+    `pixel_mass_limit_log_msun`, averaged per map, then per cluster.
+
+    Returns
+    -------
+    dict
+        "pooled": quantity → level → coverage dict; "per_distance": true distance → the same;
+        "spearman_width_error": quantity → ρ between the 68 % width and |point − truth|;
+        "number_of_clusters".
+    """
+    cluster_ids = np.asarray(cluster_ids)
+    true_distance_age = np.asarray(true_distance_age, dtype=np.float64)
+    truths = uncertainty.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
+    intervals = uncertainty.scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels)
+    covered, widths = {}, {}
+    for quantity in SCALAR_QUANTITIES:
+        truth = truths[quantity]
+        covered[quantity] = {level: (intervals[quantity][level][0] <= truth) & (truth <= intervals[quantity][level][1])
+                             for level in levels}
+        widths[quantity] = {level: intervals[quantity][level][1] - intervals[quantity][level][0] for level in levels}
+    covered["pixel_mass"], widths["pixel_mass"] = pixel_coverage(
+        calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
+        pixel_mass_limit_log_msun, levels)
+    number_of_maps = len(true_distance_age)
+
+    report = {"levels": list(levels), "number_of_maps": int(number_of_maps),
+              "number_of_clusters": int(len(np.unique(cluster_ids))), "pooled": {}, "per_distance": {},
+              "spearman_width_error": {}}
+    for quantity in covered:
+        report["pooled"][quantity] = coverage_table(covered[quantity], widths[quantity], cluster_ids)
+    for distance_kpc in np.unique(true_distance_age[:, 0]):
+        rows = true_distance_age[:, 0] == distance_kpc
+        report["per_distance"][float(distance_kpc)] = {
+            quantity: coverage_table({level: values[rows] for level, values in covered[quantity].items()},
+                                     {level: values[rows] for level, values in widths[quantity].items()}, cluster_ids[rows])
+            for quantity in covered}
+    for quantity in SCALAR_QUANTITIES:
+        error = np.abs(intervals[quantity]["point"] - truths[quantity])
+        width = widths[quantity][0.68]
+        usable = np.isfinite(error) & np.isfinite(width)
+        report["spearman_width_error"][quantity] = float(stats.spearmanr(width[usable], error[usable]).statistic)
+    return report
+
+
+def coverage_rows(report, levels=INTERVAL_LEVELS):
+    """Table rows: quantity, where (pooled or D = … kpc), then coverage ± error and mean width per level."""
+    rows = []
+    for where, block in [("pooled", report["pooled"])] + [(f"D = {distance:g} kpc", block)
+                                                           for distance, block in report["per_distance"].items()]:
+        for quantity, table in block.items():
+            row = [quantity, where]
+            for level in levels:
+                entry = table[level]
+                row += [f"{entry['coverage_percent']:.1f} ± {entry['standard_error_percent']:.1f}", f"{entry['mean_width']:.3f}"]
+            rows.append(row)
+    return rows
+
+
+COVERAGE_HEADERS = ["quantity", "sample", "68 % coverage", "68 % width", "95 % coverage", "95 % width"]
+WIDTH_UNITS = {"distance": "dex", "age": "Gyr", "total_mass": "dex", "mass_to_light": "dex", "pixel_mass": "dex"}
+
+
+# ==================================================================================================
+# 2. The calibration figure and table
+# ==================================================================================================
+COVERAGE_FIGURE_FILE = "Interval_coverage.png"
+COVERAGE_TABLE_FILE = "interval_coverage.txt"
+QUANTITY_LABELS = {"distance": "distance", "age": "age", "total_mass": "total mass", "mass_to_light": "global M/L_V",
+                   "pixel_mass": "pixel mass (log M > -1)"}
+
+
+def coverage_figure(path, report):
+    """Empirical against nominal coverage, per quantity: pooled, then one panel per true distance.
+
+    Error bars are the standard errors over clusters. A calibrated interval lies on the diagonal;
+    below it, intervals are too narrow (overconfident); above, too wide.
+    """
+    import matplotlib.pyplot as plt
+
+    samples = [("all distances", report["pooled"])] + [(f"D = {distance:g} kpc", block)
+                                                        for distance, block in report["per_distance"].items()]
+    figure, axes = plt.subplots(1, len(samples), figsize=(3.0 * len(samples), 3.4), sharey=True, squeeze=False)
+    nominal = 100.0 * np.asarray(report["levels"], dtype=np.float64)
+    for axis, (title, block) in zip(axes[0], samples):
+        axis.plot([0, 100], [0, 100], "-", color="0.6", linewidth=0.8)
+        for colour_index, (quantity, table) in enumerate(block.items()):
+            coverage = [table[level]["coverage_percent"] for level in report["levels"]]
+            error = [table[level]["standard_error_percent"] for level in report["levels"]]
+            axis.errorbar(nominal, coverage, yerr=error, marker="o", markersize=2.5, linewidth=1.0, capsize=1.5,
+                          color=f"C{colour_index}", label=QUANTITY_LABELS.get(quantity, quantity))
+        axis.set_xlim(0, 100)
+        axis.set_ylim(0, 100)
+        axis.set_xlabel("nominal coverage (%)")
+        axis.set_title(title, fontsize=9)
+    axes[0, 0].set_ylabel("empirical coverage (%)")
+    axes[0, 0].legend(fontsize=6, loc="upper left")
+    figure.suptitle(f"Calibrated intervals: coverage on {report['number_of_clusters']} clusters "
+                    f"({report['number_of_maps']} maps)", fontsize=10)
+    figure.tight_layout()
+    return functions.save_figure(figure, path, dpi=120)
+
+
+def write_coverage_outputs(output_directory, report):
+    """Write the calibration figure and its table (68 % and 95 % coverage and widths) into a folder."""
+    output_directory = Path(output_directory)
+    rows = coverage_rows(report)
+    functions.write_table(output_directory / COVERAGE_TABLE_FILE, rows, COVERAGE_HEADERS, disable_numparse=True)
+    return coverage_figure(output_directory / COVERAGE_FIGURE_FILE, report)
