@@ -156,9 +156,9 @@ def coverage_figure(path, report):
     for axis, (title, block) in zip(axes[0], samples):
         axis.plot([0, 100], [0, 100], "-", color="0.6", linewidth=0.8)
         for colour_index, (quantity, table) in enumerate(block.items()):
-            coverage = [table[level]["coverage_percent"] for level in report["levels"]]
+            covered = [table[level]["coverage_percent"] for level in report["levels"]]
             error = [table[level]["standard_error_percent"] for level in report["levels"]]
-            axis.errorbar(nominal, coverage, yerr=error, marker="o", markersize=2.5, linewidth=1.0, capsize=1.5,
+            axis.errorbar(nominal, covered, yerr=error, marker="o", markersize=2.5, linewidth=1.0, capsize=1.5,
                           color=f"C{colour_index}", label=QUANTITY_LABELS.get(quantity, quantity))
         axis.set_xlim(0, 100)
         axis.set_ylim(0, 100)

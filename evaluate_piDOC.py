@@ -250,16 +250,16 @@ def summary_table(statistics):
 
 def coverage_text(statistics):
     """Coverage and width of the calibrated intervals, the width–error correlation and the domain flags."""
-    coverage = statistics["coverage"]
+    report = statistics["coverage"]
     units = ", ".join(f"{quantity} {unit}" for quantity, unit in coverage.WIDTH_UNITS.items())
-    text = (f"Interval coverage on {coverage['number_of_clusters']} clusters ({coverage['number_of_maps']} maps); "
+    text = (f"Interval coverage on {report['number_of_clusters']} clusters ({report['number_of_maps']} maps); "
             f"percent of maps (pixels with true log M > -1 for pixel_mass), averaged per cluster, ± its standard "
             f"error over clusters; mean widths in {units}\n")
-    text += tabulate(coverage.coverage_rows(coverage), headers=coverage.COVERAGE_HEADERS, disable_numparse=True)
+    text += tabulate(coverage.coverage_rows(report), headers=coverage.COVERAGE_HEADERS, disable_numparse=True)
     text += "\n\nAdaptivity: Spearman rho between the 68 % width and |error|: " + ", ".join(
-        f"{quantity} {rho:.2f}" for quantity, rho in coverage["spearman_width_error"].items())
-    domain = statistics["domain"]
-    text += (f"\nDomain: {domain['percent_outside']:.1f} % of {domain['number_of_maps']} maps flagged outside")
+        f"{quantity} {rho:.2f}" for quantity, rho in report["spearman_width_error"].items())
+    flags = statistics["domain"]
+    text += (f"\nDomain: {flags['percent_outside']:.1f} % of {flags['number_of_maps']} maps flagged outside")
     return text
 
 

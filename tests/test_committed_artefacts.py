@@ -99,3 +99,28 @@ def test_driver_on_four_committed_maps_reproduces_make_predictions(four_map_pred
             assert bounds == sorted(bounds), (column, bounds)
     pixel_bounds = np.load(tmp_path / "predictions" / "predictionM_intervals.npy")
     assert pixel_bounds.shape == (4, 160, 160, 5)
+
+
+def test_evaluate_piDOC_reports_coverage_and_domain_flags_by_cluster(tmp_path):
+    """evaluate_piDOC.py on the committed maps as a split: it prints the intervals' coverage and widths,
+    counted over the clusters named in the metadata, the width-error correlation and the domain flags."""
+    import evaluate_piDOC
+
+    split = tmp_path / "split"
+    split.mkdir()
+    for source, target in (("luminosity_V_testset.npy", "luminosity_V.npy"), ("mass_testset.npy", "mass.npy"),
+                           ("distance_age_testset.npy", "distance_age.npy")):
+        shutil.copy(INPUT_DIRECTORY / source, split / target)
+    shutil.copy(INPUT_DIRECTORY / "testset_metadata.csv", split / "metadata.csv")
+    statistics = evaluate_piDOC.main([str(split), "--output-directory", str(tmp_path / "evaluation")])
+    report = statistics["coverage"]
+    clusters = len(set(functions.read_cluster_ids(split / "metadata.csv").tolist()))
+    assert report["number_of_clusters"] == clusters and report["number_of_maps"] == 100
+    for quantity in ("distance", "age", "total_mass", "mass_to_light", "pixel_mass"):
+        # 23 clusters: each coverage is known to within about ±10 points, so these bounds are loose.
+        assert 40.0 < report["pooled"][quantity][0.68]["coverage_percent"] < 95.0, quantity
+        assert 75.0 < report["pooled"][quantity][0.95]["coverage_percent"] <= 100.0, quantity
+    assert statistics["domain"]["percent_outside"] <= 5.0
+    text = (tmp_path / "evaluation" / "evaluation.txt").read_text(encoding="utf-8")
+    assert "Interval coverage on" in text and "Spearman" in text
+    assert (tmp_path / "evaluation" / "Interval_coverage.png").stat().st_size > 0
