@@ -77,6 +77,22 @@ def load_cluster_ids(split_directory):
     return functions.read_cluster_ids(Path(split_directory) / "metadata.csv")
 
 
+def load_present_log_mass(split_directory):
+    """log10 of the present-day total mass (M☉) of the cluster each map shows, from `metadata.csv`.
+
+    This is the cluster's bound mass at the snapshot's age (`total_mass_msun`, the same for every
+    view), not the mass in the 40″ field, which depends on the distance; it is what a catalogue such
+    as Baumgardt & Hilker (2018) lists. None when the split has no metadata (e.g. `input_files/`).
+    """
+    import csv
+
+    path = Path(split_directory) / "metadata.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as handle:
+        return np.log10([float(row["total_mass_msun"]) for row in csv.DictReader(handle)])
+
+
 def predict_split(split_directory, trained_directory, standardization_directory, cache_directory=PREDICTION_CACHE_DIRECTORY):
     """π-DOC's predictions of a split, from the cache when the same split and networks were predicted before.
 
@@ -111,7 +127,8 @@ def evaluate(split_directory, trained_directory, standardization_directory):
     -------
     dict
         "pixel_mass", "total_mass", "age", "distance", "mass_to_light" (the dicts of the matching
-        `functions` statistics) and "seconds_per_map" of each network.
+        `functions` statistics) and "seconds_per_map" of each network; "mass_decades"
+        (`functions.mass_decade_statistics`) where the split's metadata.csv gives present-day masses.
     """
     log_flux_maps, true_log_mass_maps, true_distance_age = load_split(split_directory)
     predicted_log_mass_maps, predicted_distance_age, seconds_per_map = predict_split(split_directory, trained_directory,
@@ -127,6 +144,11 @@ def evaluate(split_directory, trained_directory, standardization_directory):
         "mass_to_light": functions.mass_to_light_statistics(log_flux_maps, true_log_mass_maps, predicted_log_mass_maps,
                                                            true_distance_age[:, 0], predicted_distance_age[:, 0]),
     }
+    present_log_mass = load_present_log_mass(split_directory)
+    if present_log_mass is not None:
+        statistics["mass_decades"] = functions.mass_decade_statistics(present_log_mass, log_flux_maps, true_log_mass_maps,
+                                                                      predicted_log_mass_maps, true_distance_age,
+                                                                      predicted_distance_age)
     # Intervals and domain verdicts, where the model folder has been calibrated (calibrate_piDOC.py).
     calibration = uncertainty.load_calibration(trained_directory, required=False)
     if calibration is not None:
@@ -243,6 +265,11 @@ def summary_table(statistics):
     text = tabulate(table_rows, headers=headers, floatfmt=".3f")
     if len(statistics["distance"]["per_distance"]) <= MAXIMUM_DISTANCE_ROWS:
         text += "\n\n" + tabulate(functions.distance_table_rows(statistics["distance"]), disable_numparse=True)
+    if "mass_decades" in statistics:
+        text += ("\n\nPer decade of the clusters' present-day mass (metadata total_mass_msun), CB21's bin-averaged "
+                 "statistics on bins widened to the general model's range (functions.GENERAL_*_BIN_EDGES_LOG_MSUN); "
+                 "distance as mean |ΔD|/D and as CB21's mean of per-distance MAEs\n")
+        text += tabulate(functions.mass_decade_table_rows(statistics["mass_decades"]), headers="firstrow", disable_numparse=True)
     if "coverage" in statistics:
         text += "\n\n" + coverage_text(statistics)
     return text + "\n"
