@@ -5,7 +5,9 @@ cluster at 16 kpc read as 9 kpc; notes/observations-and-uncertainty.md §1). Eac
 `inside` or `outside` with a reason a person can read:
 
 1. Physical limits, always checked: a predicted distance ≤ 0, an age outside 0–14 Gyr, a non-finite
-   output, or a map whose pixels all have one value make it `outside`.
+   output, or a map whose pixels all have one value make it `outside`. Where the model folder is
+   calibrated, so does a predicted distance outside the range of the calibration maps' predictions
+   (the intervals were not fitted there).
 2. Statistics, where the model folder is calibrated (`calibration.json`, made by
    `calibrate_piDOC.py`): five numbers per map (median and peak log flux, the light fraction within
    5″, the fraction of empty pixels, the graininess that resolved stars give a map) are compared with
@@ -75,14 +77,19 @@ def map_statistics(log_flux_maps):
     return statistics
 
 
-def fit(statistics):
-    """Mean, covariance and the `DOMAIN_PERCENTILE` threshold of the squared Mahalanobis distance."""
+def fit(statistics, predicted_distance_age):
+    """Mean, covariance and the `DOMAIN_PERCENTILE` threshold of the squared Mahalanobis distance of
+    the calibration maps' statistics, and the range of their predicted distances."""
     statistics = np.asarray(statistics, dtype=np.float64)
+    predicted_distance_kpc = np.asarray(predicted_distance_age, dtype=np.float64)[:, 0]
     mean = statistics.mean(axis=0)
     covariance = np.cov(statistics, rowvar=False)
     calibrated = {"features": list(DOMAIN_FEATURES), "mean": mean.tolist(), "covariance": covariance.tolist(),
                   "percentile": DOMAIN_PERCENTILE}
     calibrated["threshold"] = float(np.percentile(mahalanobis_squared(calibrated, statistics), DOMAIN_PERCENTILE))
+    # The intervals' σ models and quantiles were fitted on these predicted distances only; beyond
+    # them they extrapolate, so a prediction outside this range is outside the domain.
+    calibrated["predicted_distance_range_kpc"] = [float(np.nanmin(predicted_distance_kpc)), float(np.nanmax(predicted_distance_kpc))]
     return calibrated
 
 
@@ -154,6 +161,12 @@ def verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_dist
         distances = mahalanobis_squared(calibrated, statistics)
         conditional = conditional_z_scores(calibrated, statistics)
         marginal = (statistics - np.asarray(calibrated["mean"])) / np.sqrt(np.diag(np.asarray(calibrated["covariance"])))
+        low_kpc, high_kpc = calibrated["predicted_distance_range_kpc"]
+        predicted_distance_kpc = np.asarray(predicted_distance_age, dtype=np.float64)[:, 0]
+        for index in np.flatnonzero((predicted_distance_kpc < low_kpc) | (predicted_distance_kpc > high_kpc)):
+            if not reasons[index]:
+                reasons[index].append(f"predicted distance {predicted_distance_kpc[index]:.1f} kpc outside the range the "
+                                      f"intervals were calibrated on ({low_kpc:.1f}–{high_kpc:.1f} kpc)")
         for index in np.flatnonzero(distances > calibrated["threshold"]):
             if reasons[index] and reasons[index][0].startswith("every pixel"):
                 continue

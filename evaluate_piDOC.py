@@ -26,6 +26,7 @@ folder, by default `runs/evaluation/<split name>/`.
 """
 import argparse
 import math
+import re
 import hashlib
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def evaluate_out_of_domain(trained_directory, standardization_directory, cluster
             if verdict == "outside":
                 # Counted by the kind of reason, without its number of σ.
                 for part in reason.split("; "):
-                    kind = part.split(" (")[0].split(" 0")[0]
+                    kind = re.sub(r"-?\d+(\.\d+)?", "x", part.split(" (")[0])
                     reasons[kind] = reasons.get(kind, 0) + 1
         results[family] = {
             "number_of_maps": len(verdicts), "number_of_clusters": int(len(set(clusters.tolist()))),

@@ -363,7 +363,7 @@ def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predic
         "distance_group_edges_kpc": list(DISTANCE_GROUP_EDGES_KPC),
         "pixel_group_edges_log_msun": list(PIXEL_GROUP_EDGES_LOG_MSUN),
         "pixels": pixels,
-        "domain": domain.fit(domain.map_statistics(log_flux_maps)),
+        "domain": domain.fit(domain.map_statistics(log_flux_maps), predicted_distance_age),
     }
 
 
@@ -409,7 +409,7 @@ def load_calibration(trained_directory, required=True):
         if domain_part["features"] != list(domain.DOMAIN_FEATURES):
             raise ValueError(f"domain statistics {domain_part['features']} differ from this version's {list(domain.DOMAIN_FEATURES)}")
         if (np.asarray(domain_part["covariance"]).shape != (len(domain.DOMAIN_FEATURES),) * 2
-                or not np.isfinite(domain_part["threshold"])):
+                or not np.isfinite(domain_part["threshold"]) or len(domain_part["predicted_distance_range_kpc"]) != 2):
             raise ValueError("domain covariance or threshold malformed")
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"calibration file {path} is corrupt: {error}") from error
