@@ -25,9 +25,10 @@ Writes `evaluation.txt` (the table printed) and `evaluation.json` (every number)
 folder, by default `runs/evaluation/<split name>/`.
 """
 import argparse
+import csv
+import hashlib
 import math
 import re
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,6 @@ def load_present_log_mass(split_directory):
     view), not the mass in the 40″ field, which depends on the distance; it is what a catalogue such
     as Baumgardt & Hilker (2018) lists. None when the split has no metadata (e.g. `input_files/`).
     """
-    import csv
-
     path = Path(split_directory) / "metadata.csv"
     if not path.is_file():
         return None
