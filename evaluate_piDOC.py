@@ -25,7 +25,6 @@ Writes `evaluation.txt` (the table printed) and `evaluation.json` (every number)
 folder, by default `runs/evaluation/<split name>/`.
 """
 import argparse
-import csv
 import hashlib
 import math
 import re
@@ -87,10 +86,7 @@ def load_present_log_mass(split_directory):
     as Baumgardt & Hilker (2018) lists. None when the split has no metadata (e.g. `input_files/`).
     """
     path = Path(split_directory) / "metadata.csv"
-    if not path.is_file():
-        return None
-    with open(path, newline="") as handle:
-        return np.log10([float(row["total_mass_msun"]) for row in csv.DictReader(handle)])
+    return np.log10(functions.read_metadata_column(path, "total_mass_msun")) if path.is_file() else None
 
 
 def predict_split(split_directory, trained_directory, standardization_directory, cache_directory=PREDICTION_CACHE_DIRECTORY):

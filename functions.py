@@ -163,21 +163,24 @@ def check_flux_maps(log_flux_maps):
     return maps
 
 
-def read_cluster_ids(metadata_path):
-    """The cluster of every map, from the `cluster_id` column of a metadata CSV (`make_mock_clusters.py`).
-
-    Maps of one cluster are correlated, so held-out statistics are counted by cluster.
-    """
+def read_metadata_column(metadata_path, column, dtype=float):
+    """One column of a split's metadata CSV (`make_mock_clusters.py`), one value per map, as an array."""
     import csv
 
     metadata_path = Path(metadata_path)
     if not metadata_path.is_file():
-        raise FileNotFoundError(f"metadata file missing: {metadata_path} (it names the cluster of every map)")
+        raise FileNotFoundError(f"metadata file missing: {metadata_path}")
     with open(metadata_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    if not rows or "cluster_id" not in rows[0]:
-        raise ValueError(f"{metadata_path} has no cluster_id column")
-    return np.array([int(row["cluster_id"]) for row in rows])
+    if not rows or column not in rows[0]:
+        raise ValueError(f"{metadata_path} has no {column} column")
+    return np.array([dtype(row[column]) for row in rows])
+
+
+def read_cluster_ids(metadata_path):
+    """The cluster of every map (the `cluster_id` column): maps of one cluster are correlated, so
+    held-out statistics are counted by cluster."""
+    return read_metadata_column(metadata_path, "cluster_id", int)
 
 
 def check_distance_age(distance_age, number_of_maps, name):
