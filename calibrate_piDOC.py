@@ -4,13 +4,17 @@ Run `python3 calibrate_piDOC.py data/calibration` after `make_mock_clusters.py` 
 calibration split (clusters seen neither in training nor in the test split, observed like the test
 split). The networks of `--trained-directory` predict every map; `uncertainty.fit_calibration`
 fits the difficulty models on one half of the clusters and takes conformal quantiles on the other,
-and measures the calibration maps' statistics for the domain verdict. The result is written,
+and measures the calibration maps' statistics for the domain verdict. The boundary split (the same
+kind of clusters seen nearer and farther than the calibrated distances, `make_mock_clusters.py
+--splits boundary`, by default the folder `boundary` beside the calibration split) teaches the
+verdict where the calibrated distances end (`domain.fit_distance_edges`). The result is written,
 atomically, to `<trained directory>/calibration.json`, tied to the SHA-256 of the weights there, so
 a second set of weights (e.g. `trained_piDOC/general/`) is calibrated the same way by the same
 command. Method and guarantees: docs/uncertainty.md.
 
 Usage:
     python3 calibrate_piDOC.py SPLIT_DIRECTORY [--trained-directory trained_piDOC]
+        [--boundary-directory SPLIT_DIRECTORY/../boundary]
         [--standardization-directory input_files/standardization_files]
 """
 import argparse
@@ -34,6 +38,8 @@ def parse_arguments(arguments=None):
     parser.add_argument("split_directory", type=Path, help="calibration split: luminosity_V.npy, mass.npy, "
                         "distance_age.npy, metadata.csv")
     parser.add_argument("--trained-directory", type=Path, default=TRAINED_DIRECTORY)
+    parser.add_argument("--boundary-directory", type=Path, default=None,
+                        help="boundary split: clusters seen nearer and farther (default: 'boundary' beside the split)")
     parser.add_argument("--standardization-directory", type=Path, default=STANDARDIZATION_DIRECTORY)
     parser.add_argument("--minimum-clusters", type=int, default=MINIMUM_CLUSTERS)
     return parser.parse_args(arguments)
@@ -54,9 +60,17 @@ def main(arguments=None):
           f"of {number_of_clusters} clusters")
     predicted_log_mass_maps, predicted_distance_age, _ = evaluate_piDOC.predict_split(
         options.split_directory, options.trained_directory, options.standardization_directory)
+    boundary_directory = options.boundary_directory or options.split_directory.parent / "boundary"
+    boundary_log_flux_maps, _, boundary_true_distance_age = evaluate_piDOC.load_split(boundary_directory)
+    print(f"distance edges from {boundary_directory}: {len(boundary_log_flux_maps)} maps")
+    boundary_predicted_log_mass_maps, boundary_predicted_distance_age, _ = evaluate_piDOC.predict_split(
+        boundary_directory, options.trained_directory, options.standardization_directory)
+    boundary = {"log_flux_maps": boundary_log_flux_maps, "predicted_log_mass_maps": boundary_predicted_log_mass_maps,
+                "predicted_distance_age": boundary_predicted_distance_age, "true_distance_kpc": boundary_true_distance_age[:, 0]}
     calibration = uncertainty.fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
-                                              predicted_distance_age, cluster_ids)
-    provenance = {"split_directory": str(options.split_directory), "command": "calibrate_piDOC.py"}
+                                              predicted_distance_age, cluster_ids, boundary=boundary)
+    provenance = {"split_directory": str(options.split_directory), "boundary_directory": str(boundary_directory),
+                  "command": "calibrate_piDOC.py"}
     path = uncertainty.save_calibration(options.trained_directory, calibration, provenance)
     print(f"written: {path}")
     return calibration

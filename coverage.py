@@ -82,7 +82,7 @@ def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distanc
     """
     cluster_ids = np.asarray(cluster_ids)
     true_distance_age = np.asarray(true_distance_age, dtype=np.float64)
-    truths = uncertainty.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
+    truths = functions.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
     intervals = uncertainty.scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels)
     covered, widths = {}, {}
     for quantity in SCALAR_QUANTITIES:

@@ -683,6 +683,38 @@ def luminosity_maps_lsun(log_flux_maps, distance_kpc):
     return 10.0**log_flux_maps * area_factor_kpc2
 
 
+def positive_log10(values):
+    """log10 of positive values; NaN (not an error) for zero, negative or non-finite ones."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(values) & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan)
+
+
+def scalar_variables(log_flux_maps, log_mass_maps, distance_age):
+    """The four map-level quantities, in the variables the intervals and the domain verdict use.
+
+    Parameters
+    ----------
+    log_flux_maps, log_mass_maps : numpy.ndarray, (N, 160, 160, 1)
+    distance_age : numpy.ndarray, (N, 2), [distance kpc, age Gyr]
+
+    Returns
+    -------
+    dict of numpy.ndarray, (N,)
+        "distance": log10 D; "age": Gyr; "total_mass": log10 M_tot in the field; "mass_to_light":
+        log10 of M_tot / L_tot with L = F · 4π D² and the D given. NaN where D ≤ 0.
+    """
+    distance_age = np.asarray(distance_age, dtype=np.float64)
+    distance_kpc = distance_age[:, 0]
+    luminosity_lsun = luminosity_maps_lsun(log_flux_maps, distance_kpc)
+    return {
+        "distance": positive_log10(distance_kpc),
+        "age": distance_age[:, 1],
+        "total_mass": total_log_mass(log_mass_maps),
+        "mass_to_light": positive_log10(global_mass_to_light(log_mass_maps, luminosity_lsun)),
+    }
+
+
 def light_weighted_centre_pixels(log_flux_map):
     """Light-weighted centre (row, column) of one flux map, in pixel units (the flux fixes it, not D)."""
     flux = 10.0 ** np.asarray(log_flux_map, dtype=np.float64).reshape(MAP_PIXELS, MAP_PIXELS)

@@ -54,6 +54,18 @@ TEST_CLUSTERS = 60
 # the calibration and test clusters are exchangeable, which is what conformal coverage rests on.
 CALIBRATION_CLUSTERS = 300
 CALIBRATION_SNAPSHOTS_PER_CLUSTER = 2
+# The boundary split of the domain verdict (`domain.fit_distance_edges`): clusters drawn like the
+# calibration clusters but observed nearer and farther than the test distances, where π-DOC's
+# intervals are not calibrated. Each snapshot is seen once at a distance log-uniform in the "near"
+# fractions of the smallest test distance and once in the "far" fractions of the largest. A cluster
+# that breaks the training priors in size can look like a compact one seen nearer (an extended
+# cluster at 15 kpc reads as ~10 kpc; docs/uncertainty.md), so these maps teach the verdict where
+# the calibrated distances end. The gaps (0.8–1 and 1–1.2 times the edges) leave the edge maps of
+# the calibration split to the calibration side.
+BOUNDARY_CLUSTERS = 200
+BOUNDARY_SNAPSHOTS_PER_CLUSTER = 2
+BOUNDARY_NEAR_FRACTIONS = (0.25, 0.8)
+BOUNDARY_FAR_FRACTIONS = (1.2, 2.0)
 SNAPSHOTS_PER_CLUSTER = 3            # ages per cluster, each drawn uniformly in AGE_RANGE_GYR
 TEST_SNAPSHOTS_PER_CLUSTER = 5
 VIEWS_PER_SNAPSHOT = 8               # training/validation: random projection and distance per view
@@ -63,7 +75,7 @@ TEST_DISTANCES_KPC = (15.0, 30.0, 60.0, 80.0)  # CB21's test distances, exactly
 SEEING_FWHM_ARCSEC = 2.5
 CENTRE_OFFSET_ARCSEC = 1.0
 WORKERS = os.cpu_count()
-SPLITS = ("train", "validation", "test", "calibration")
+SPLITS = ("train", "validation", "test", "calibration", "boundary")
 SCHEDULER = None                     # address of a running dask scheduler; None: a LocalCluster
 PRESET = "cb21"
 
@@ -113,6 +125,7 @@ PRESETS = {
         "test_clusters": TEST_CLUSTERS, "calibration_clusters": CALIBRATION_CLUSTERS,
         "snapshots_per_cluster": SNAPSHOTS_PER_CLUSTER, "test_snapshots_per_cluster": TEST_SNAPSHOTS_PER_CLUSTER,
         "calibration_snapshots_per_cluster": CALIBRATION_SNAPSHOTS_PER_CLUSTER,
+        "boundary_clusters": BOUNDARY_CLUSTERS, "boundary_snapshots_per_cluster": BOUNDARY_SNAPSHOTS_PER_CLUSTER,
         "views_per_snapshot": VIEWS_PER_SNAPSHOT, "age_range_gyr": AGE_RANGE_GYR,
         "test_age_range_gyr": TEST_AGE_RANGE_GYR,
         "training_distance_range_kpc": TRAINING_DISTANCE_RANGE_KPC, "test_distances_kpc": TEST_DISTANCES_KPC,
@@ -125,12 +138,13 @@ PRESETS = {
         "log_uniform_radii": True,
         "training_clusters": 1000, "validation_clusters": 50, "test_clusters": 130, "calibration_clusters": 300,
         "snapshots_per_cluster": 1, "test_snapshots_per_cluster": 1, "calibration_snapshots_per_cluster": 1,
+        "boundary_clusters": BOUNDARY_CLUSTERS, "boundary_snapshots_per_cluster": BOUNDARY_SNAPSHOTS_PER_CLUSTER,
         "views_per_snapshot": 20, "age_range_gyr": (0.0, 14.0), "test_age_range_gyr": (10.0, 14.0),
         "training_distance_range_kpc": (5.0, 90.0), "test_distances_kpc": (10.0, 15.0, 30.0, 60.0, 80.0),
     },
 }
 
-SPLIT_CODES = {"train": 0, "validation": 1, "test": 2, "calibration": 3}
+SPLIT_CODES = {"train": 0, "validation": 1, "test": 2, "calibration": 3, "boundary": 4}
 # Splits observed at the fixed test distances (CB21's test design) rather than at random distances.
 FIXED_DISTANCE_SPLITS = ("test", "calibration")
 # Cluster ids are unique across splits: the split's code times this offset plus the running index.
@@ -157,6 +171,8 @@ def parse_arguments(argv):
     parser.add_argument("--snapshots-per-cluster", type=int)
     parser.add_argument("--test-snapshots-per-cluster", type=int)
     parser.add_argument("--calibration-snapshots-per-cluster", type=int)
+    parser.add_argument("--boundary-clusters", type=int)
+    parser.add_argument("--boundary-snapshots-per-cluster", type=int)
     parser.add_argument("--views-per-snapshot", type=int)
     parser.add_argument("--age-range-gyr", type=float, nargs=2)
     parser.add_argument("--test-age-range-gyr", type=float, nargs=2, help="ages of test/calibration snapshots")
@@ -206,10 +222,11 @@ def check_settings(settings):
         if not stellar_evolution.MINIMUM_METALLICITY_FEH - 1e-9 <= metallicity_feh <= stellar_evolution.MAXIMUM_METALLICITY_FEH + 1e-9:
             raise ValueError(f"--metallicity-feh-values: {metallicity_feh} is outside SSE's range "
                              f"[{stellar_evolution.MINIMUM_METALLICITY_FEH:.2f}, {stellar_evolution.MAXIMUM_METALLICITY_FEH:.2f}]")
-    for name in ("training_clusters", "validation_clusters", "test_clusters", "calibration_clusters"):
+    for name in ("training_clusters", "validation_clusters", "test_clusters", "calibration_clusters", "boundary_clusters"):
         if getattr(settings, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be non-negative, got {getattr(settings, name)}")
     for name in ("snapshots_per_cluster", "test_snapshots_per_cluster", "calibration_snapshots_per_cluster",
+                 "boundary_snapshots_per_cluster",
                  "views_per_snapshot", "workers"):
         if getattr(settings, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(settings, name)}")
@@ -252,11 +269,21 @@ def cluster_plan(settings, split, cluster_index):
     if split in FIXED_DISTANCE_SPLITS:
         ages = rng.uniform(*test_age_range(settings), fixed_distance_snapshots(settings, split))
         views = [(float(age), [float(distance) for distance in settings.test_distances_kpc]) for age in ages]
+    elif split == "boundary":
+        ages = rng.uniform(*test_age_range(settings), settings.boundary_snapshots_per_cluster)
+        views = [(float(age), [float(distance) for distance in boundary_distances_kpc(settings, rng)]) for age in ages]
     else:
         ages = rng.uniform(*settings.age_range_gyr, settings.snapshots_per_cluster)
         views = [(float(age), [float(d) for d in rng.uniform(*settings.training_distance_range_kpc, settings.views_per_snapshot)])
                  for age in ages]
     return parameters, views
+
+
+def boundary_distances_kpc(settings, rng):
+    """One "near" and one "far" distance, log-uniform beyond the test distances (BOUNDARY_* settings)."""
+    near_kpc = np.exp(rng.uniform(*np.log(np.multiply(BOUNDARY_NEAR_FRACTIONS, min(settings.test_distances_kpc)))))
+    far_kpc = np.exp(rng.uniform(*np.log(np.multiply(BOUNDARY_FAR_FRACTIONS, max(settings.test_distances_kpc)))))
+    return near_kpc, far_kpc
 
 
 def fixed_distance_snapshots(settings, split):
@@ -266,12 +293,15 @@ def fixed_distance_snapshots(settings, split):
 def maps_per_cluster(settings, split):
     if split in FIXED_DISTANCE_SPLITS:
         return fixed_distance_snapshots(settings, split) * len(settings.test_distances_kpc)
+    if split == "boundary":
+        return settings.boundary_snapshots_per_cluster * 2
     return settings.snapshots_per_cluster * settings.views_per_snapshot
 
 
 def clusters_in(settings, split):
     return {"train": settings.training_clusters, "validation": settings.validation_clusters,
-            "test": settings.test_clusters, "calibration": settings.calibration_clusters}[split]
+            "test": settings.test_clusters, "calibration": settings.calibration_clusters,
+            "boundary": settings.boundary_clusters}[split]
 
 
 # --- Tasks: one cluster each; a process loads each stellar table once ------------------------------

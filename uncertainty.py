@@ -44,7 +44,8 @@ import functions
 
 # --- Files ------------------------------------------------------------------------------------------
 CALIBRATION_FILE = "calibration.json"
-CALIBRATION_FORMAT = "piDOC-calibration-1"
+# Format 2 added the domain verdict's distance edges (domain.fit_distance_edges).
+CALIBRATION_FORMAT = "piDOC-calibration-2"
 SUMMARY_CSV_FILE = "predictions_summary.csv"
 SUMMARY_TEXT_FILE = "predictions_summary.txt"
 # Per-pixel bounds: (N, 160, 160, 5) float32, log10 M☉, along the last axis PIXEL_BOUND_NAMES.
@@ -58,7 +59,7 @@ INTERVAL_LEVELS = (0.68, 0.95)
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95, 0.99)
 SCALAR_QUANTITIES = ("distance", "age", "total_mass", "mass_to_light")
 # What each quantity is called in the summary table, and how its calibrated variable (column 2 of
-# `scalar_variables`) turns back into the reported unit.
+# `functions.scalar_variables`) turns back into the reported unit.
 SUMMARY_COLUMNS = {"distance": "distance_kpc", "age": "age_gyr", "total_mass": "log_total_mass_msun",
                    "mass_to_light": "mass_to_light_v"}
 MAXIMUM_AGE_GYR = domain.MAXIMUM_AGE_GYR
@@ -85,38 +86,6 @@ PIXEL_CHUNK_MAPS = 32
 # ==================================================================================================
 # 1. Quantities
 # ==================================================================================================
-def positive_log10(values):
-    """log10 of positive values; NaN (not an error) for zero, negative or non-finite ones."""
-    values = np.asarray(values, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.isfinite(values) & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan)
-
-
-def scalar_variables(log_flux_maps, log_mass_maps, distance_age):
-    """The four map-level quantities in the variables their intervals are built in.
-
-    Parameters
-    ----------
-    log_flux_maps, log_mass_maps : numpy.ndarray, (N, 160, 160, 1)
-    distance_age : numpy.ndarray, (N, 2), [distance kpc, age Gyr]
-
-    Returns
-    -------
-    dict of numpy.ndarray, (N,)
-        "distance": log10 D; "age": Gyr; "total_mass": log10 M_tot in the field; "mass_to_light":
-        log10 of M_tot / L_tot with L = F · 4π D² and the D given. NaN where D ≤ 0.
-    """
-    distance_age = np.asarray(distance_age, dtype=np.float64)
-    distance_kpc = distance_age[:, 0]
-    luminosity_lsun = functions.luminosity_maps_lsun(log_flux_maps, distance_kpc)
-    return {
-        "distance": positive_log10(distance_kpc),
-        "age": distance_age[:, 1],
-        "total_mass": functions.total_log_mass(log_mass_maps),
-        "mass_to_light": positive_log10(functions.global_mass_to_light(log_mass_maps, luminosity_lsun)),
-    }
-
-
 def to_reported_unit(quantity, values):
     """Calibrated variable → the unit of the summary table (kpc, Gyr, log10 M☉, M☉/L☉)."""
     values = np.asarray(values, dtype=np.float64)
@@ -308,7 +277,7 @@ def sample_pixels(number_of_maps, pixels_per_map, seed=CALIBRATION_SEED):
 
 
 def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
-                    predicted_distance_age, cluster_ids, pixels_per_map=CALIBRATION_PIXELS_PER_MAP):
+                    predicted_distance_age, cluster_ids, boundary=None, pixels_per_map=CALIBRATION_PIXELS_PER_MAP):
     """Calibrate the intervals and the domain verdict on a calibration split.
 
     Parameters
@@ -317,6 +286,11 @@ def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predic
     true_distance_age, predicted_distance_age : numpy.ndarray, (N, 2)
     cluster_ids : array_like, (N,)
         The cluster of each map; the two halves of the calibration are split by cluster.
+    boundary : dict, optional
+        Maps of the boundary split, clusters like these seen nearer and farther than the calibrated
+        distances: "log_flux_maps", "predicted_log_mass_maps", "predicted_distance_age" and
+        "true_distance_kpc". Without them the domain verdict has no distance edges
+        (`domain.fit_distance_edges`); `calibrate_piDOC.py` always gives them.
 
     Returns
     -------
@@ -331,8 +305,8 @@ def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predic
     first_half = split_clusters_in_halves(cluster_ids)
     second_half = ~first_half
     features = map_difficulty_features(log_flux_maps, predicted_distance_age)
-    truths = scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
-    points = scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    truths = functions.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
+    points = functions.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     groups = distance_groups(np.asarray(predicted_distance_age)[:, 0])
     scalars = {}
     for quantity in SCALAR_QUANTITIES:
@@ -363,14 +337,45 @@ def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predic
         "distance_group_edges_kpc": list(DISTANCE_GROUP_EDGES_KPC),
         "pixel_group_edges_log_msun": list(PIXEL_GROUP_EDGES_LOG_MSUN),
         "pixels": pixels,
-        "domain": domain.fit(domain.map_statistics(log_flux_maps), predicted_distance_age),
+        "domain": fit_domain(log_flux_maps, predicted_log_mass_maps, true_distance_age, predicted_distance_age,
+                             first_half, boundary),
     }
+
+
+def fit_domain(log_flux_maps, predicted_log_mass_maps, true_distance_age, predicted_distance_age, first_half, boundary):
+    """The domain verdict's statistics (`domain.fit`) and, given boundary maps, its distance edges."""
+    statistics = domain.map_statistics(log_flux_maps)
+    calibrated = domain.fit(statistics, predicted_distance_age)
+    calibrated["distance_edges"] = None
+    if boundary is not None:
+        true_distance_kpc = np.asarray(true_distance_age, dtype=np.float64)[:, 0]
+        calibrated["distance_edges"] = domain.fit_distance_edges(
+            domain.edge_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age, statistics), first_half,
+            domain.edge_features(boundary["log_flux_maps"], boundary["predicted_log_mass_maps"],
+                                 boundary["predicted_distance_age"]),
+            boundary["true_distance_kpc"], (float(true_distance_kpc.min()), float(true_distance_kpc.max())))
+    return calibrated
 
 
 def save_calibration(trained_directory, calibration, provenance):
     """Write `<trained_directory>/calibration.json` atomically, with the weights' fingerprint."""
     record = dict(calibration, weights_sha256=weights_fingerprint(trained_directory), provenance=provenance)
     return functions.save_text(Path(trained_directory) / CALIBRATION_FILE, json.dumps(record, indent=1) + "\n")
+
+
+def check_distance_edges(edges):
+    """Raise ValueError unless `edges` is None or two finite edge classifiers of this version's features."""
+    if edges is None:
+        return
+    if edges["features"] != list(domain.EDGE_FEATURES):
+        raise ValueError(f"distance-edge features {edges['features']} differ from this version's {list(domain.EDGE_FEATURES)}")
+    number_of_terms = domain.quadratic_terms(np.zeros((1, len(domain.EDGE_FEATURES)))).shape[1]
+    for side in domain.EDGE_SIDES:
+        entry = edges["sides"][side]
+        if len(entry["coefficients"]) != number_of_terms or not np.all(np.isfinite(entry["coefficients"] + [entry["threshold"]])):
+            raise ValueError(f"distance edge '{side}' malformed")
+    if not (np.all(np.asarray(edges["scale"]) > 0) and len(edges["mean"]) == len(domain.EDGE_FEATURES)):
+        raise ValueError("distance-edge standardisation malformed")
 
 
 def load_calibration(trained_directory, required=True):
@@ -394,7 +399,8 @@ def load_calibration(trained_directory, required=True):
     try:
         calibration = json.loads(path.read_text())
         if calibration.get("format") != CALIBRATION_FORMAT:
-            raise ValueError(f"format {calibration.get('format')!r}, expected {CALIBRATION_FORMAT!r}")
+            raise ValueError(f"format {calibration.get('format')!r}, expected {CALIBRATION_FORMAT!r} (made by another "
+                             f"version of uncertainty.py; recalibrate with calibrate_piDOC.py)")
         if (calibration["distance_group_edges_kpc"] != list(DISTANCE_GROUP_EDGES_KPC)
                 or calibration["pixel_group_edges_log_msun"] != list(PIXEL_GROUP_EDGES_LOG_MSUN)):
             raise ValueError("Mondrian group edges differ from this version of uncertainty.py")
@@ -411,6 +417,7 @@ def load_calibration(trained_directory, required=True):
         if (np.asarray(domain_part["covariance"]).shape != (len(domain.DOMAIN_FEATURES),) * 2
                 or not np.isfinite(domain_part["threshold"]) or len(domain_part["predicted_distance_range_kpc"]) != 2):
             raise ValueError("domain covariance or threshold malformed")
+        check_distance_edges(domain_part["distance_edges"])
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"calibration file {path} is corrupt: {error}") from error
     fingerprint = weights_fingerprint(trained_directory)
@@ -433,7 +440,7 @@ def scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predic
     """
     features = map_difficulty_features(log_flux_maps, predicted_distance_age)
     groups = distance_groups(np.asarray(predicted_distance_age)[:, 0])
-    points = scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    points = functions.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     intervals = {}
     for quantity in SCALAR_QUANTITIES:
         calibrated = calibration["scalars"][quantity]
@@ -518,7 +525,7 @@ def summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predict
         raise ValueError(f"extra_domain_reasons has {len(extra_domain_reasons)} entries for {number_of_maps} maps")
     calibration = load_calibration(trained_directory, required=False)
     names = [str(name) for name in (map_names if map_names is not None else range(number_of_maps))]
-    points = scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    points = functions.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     intervals = (scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
                  if calibration is not None else None)
     verdicts = domain.verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,

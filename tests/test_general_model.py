@@ -11,7 +11,7 @@ from test_mock_clusters import file_digests, linear
 # A tiny split of the Milky Way preset: small, young clusters with the coarse stellar tables.
 TINY_PRESET_FLAGS = [
     "--preset", "milky-way", "--stars-range", "1500", "3000", "--training-clusters", "3", "--validation-clusters", "0",
-    "--test-clusters", "1", "--calibration-clusters", "0", "--views-per-snapshot", "2",
+    "--test-clusters", "1", "--calibration-clusters", "0", "--boundary-clusters", "0", "--views-per-snapshot", "2",
     "--age-range-gyr", "0.05", "0.3", "--test-age-range-gyr", "0.05", "0.3", "--coarse-stellar-tables", "--seed", "11",
     "--metallicity-feh-values", "-2.0", "-1.5",
 ]

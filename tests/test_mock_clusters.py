@@ -14,6 +14,7 @@ TINY_FLAGS = [
     "--stars", "2000", "--training-clusters", "2", "--validation-clusters", "1", "--test-clusters", "1",
     "--snapshots-per-cluster", "1", "--test-snapshots-per-cluster", "1", "--views-per-snapshot", "2",
     "--calibration-clusters", "1", "--calibration-snapshots-per-cluster", "1",
+    "--boundary-clusters", "1", "--boundary-snapshots-per-cluster", "1",
     "--age-range-gyr", "0.05", "0.3", "--workers", "1", "--coarse-stellar-tables", "--seed", "7",
 ]
 
@@ -130,13 +131,17 @@ def test_tiny_data_set_has_the_pidoc_layout(tiny_data_set):
         assert sorted(set(labels[:, 0].tolist())) == [15.0, 30.0, 60.0, 80.0]
     train_distances = np.load(tiny_data_set / "train" / "distance_age.npy")[:, 0]
     assert np.all((train_distances >= 10.0) & (train_distances <= 90.0))
+    # The boundary split sees each snapshot once nearer (3.75–12 kpc) and once farther (96–160 kpc)
+    # than CB21's test distances.
+    near_kpc, far_kpc = np.load(tiny_data_set / "boundary" / "distance_age.npy")[:, 0]
+    assert 3.75 <= near_kpc <= 12.0 and 96.0 <= far_kpc <= 160.0
 
 
 def test_no_cluster_is_in_two_splits(tiny_data_set):
     import csv
 
     clusters = {}
-    for split in ("train", "validation", "test", "calibration"):
+    for split in ("train", "validation", "test", "calibration", "boundary"):
         rows = list(csv.DictReader(open(tiny_data_set / split / "metadata.csv")))
         clusters[split] = {(row["cluster_id"], row["seed"]) for row in rows}
     for first, second in itertools.combinations(clusters, 2):

@@ -15,7 +15,7 @@ import train_piDOC
 TINY_DATA_FLAGS = [
     "--stars", "2000", "--training-clusters", "2", "--validation-clusters", "1", "--test-clusters", "1",
     "--snapshots-per-cluster", "1", "--test-snapshots-per-cluster", "1", "--views-per-snapshot", "8",
-    "--calibration-clusters", "0",
+    "--calibration-clusters", "0", "--boundary-clusters", "0",
     "--age-range-gyr", "0.05", "0.3", "--workers", "1", "--coarse-stellar-tables", "--seed", "11",
 ]
 

@@ -85,6 +85,33 @@ def test_impossible_outputs_are_flagged():
     assert reasons[3] == ""
 
 
+def test_distance_edges_flag_maps_beyond_the_calibrated_distances():
+    # Nine synthetic features: calibration maps around the origin; boundary maps "nearer" (feature 5,
+    # the log distance, 3 units low) and "farther" (3 units high). The thresholds are set on the
+    # half not fitted, so about 0.25 % of new calibration-like maps fall beyond each edge.
+    rng = np.random.default_rng(5)
+    number_of_features = len(domain.EDGE_FEATURES)
+    calibration_features = rng.normal(0.0, 1.0, (4000, number_of_features))
+    fitting_half = np.arange(4000) < 2000
+    shift = np.zeros(number_of_features)
+    shift[5] = 3.0
+    boundary_features = np.vstack([rng.normal(0.0, 1.0, (300, number_of_features)) - shift,
+                                   rng.normal(0.0, 1.0, (300, number_of_features)) + shift])
+    boundary_distance_kpc = np.r_[np.full(300, 8.0), np.full(300, 120.0)]
+    edges = domain.fit_distance_edges(calibration_features, fitting_half, boundary_features, boundary_distance_kpc, (15.0, 80.0))
+
+    new_calibration_like = rng.normal(0.0, 1.0, (20000, number_of_features))
+    scores = domain.edge_scores(edges, new_calibration_like)
+    for side in domain.EDGE_SIDES:
+        assert np.mean(scores[side] > edges["sides"][side]["threshold"]) < 0.01
+    nearer = domain.edge_scores(edges, rng.normal(0.0, 1.0, (500, number_of_features)) - 1.5 * shift)["nearer"]
+    assert np.mean(nearer > edges["sides"]["nearer"]["threshold"]) > 0.95
+    uncertainty.check_distance_edges(json.loads(json.dumps(edges)))
+    with pytest.raises(ValueError, match="no usable maps|at least 2"):
+        domain.fit_distance_edges(calibration_features, fitting_half, boundary_features[:300], boundary_distance_kpc[:300],
+                                  (15.0, 80.0))
+
+
 @pytest.fixture(scope="module")
 def committed_calibration():
     return uncertainty.load_calibration(TRAINED_DIRECTORY)
@@ -96,8 +123,12 @@ def plausible_predictions(number_of_maps):
 
 
 def test_committed_test_maps_are_inside(committed_calibration):
+    # With π-DOC's own readings of them (the committed outputs of piDOC_predictions.py), since the
+    # distance edges judge the reading together with the map.
     log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")
-    verdicts = domain.verdicts(committed_calibration, log_flux, *plausible_predictions(len(log_flux)))
+    predictions = PROJECT_ROOT / "predictions"
+    verdicts = domain.verdicts(committed_calibration, log_flux, np.load(predictions / "predictionM.npy"),
+                               np.load(predictions / "predictiondistance_age.npy"))
     assert sum(verdict == "outside" for verdict, _ in verdicts) <= 3
 
 
@@ -135,6 +166,14 @@ def test_a_corrupt_or_foreign_calibration_file_is_refused(tmp_path):
         uncertainty.load_calibration(directory)
     path.write_text(json.dumps({key: value for key, value in record.items() if key != "domain"}))
     with pytest.raises(ValueError, match="corrupt"):
+        uncertainty.load_calibration(directory)
+    broken_edges = json.loads(json.dumps(record))
+    broken_edges["domain"]["distance_edges"]["sides"]["nearer"]["coefficients"] = [0.0, 1.0]
+    path.write_text(json.dumps(broken_edges))
+    with pytest.raises(ValueError, match="distance edge 'nearer' malformed"):
+        uncertainty.load_calibration(directory)
+    path.write_text(json.dumps(dict(record, format="piDOC-calibration-1")))
+    with pytest.raises(ValueError, match="recalibrate"):
         uncertainty.load_calibration(directory)
     path.write_text(json.dumps(dict(record, weights_sha256={"CED.weights.h5": "0" * 64})))
     with pytest.raises(ValueError, match="other weights"):
