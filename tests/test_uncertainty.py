@@ -4,6 +4,7 @@ The conformal machinery is checked on synthetic residuals whose distribution is 
 verdict on maps from the project's own generators; the committed calibration file against the
 committed networks and test maps.
 """
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -154,6 +155,20 @@ def copy_of_trained_directory(tmp_path):
     directory = tmp_path / "trained"
     shutil.copytree(TRAINED_DIRECTORY, directory)
     return directory
+
+
+def test_committed_summary_and_pixel_bounds_are_what_the_code_makes_now():
+    # The committed predictions/ of piDOC_predictions.py, recomputed from the committed predictions
+    # with the committed calibration: every pixel bound and every verdict must match.
+    log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")
+    predictions = PROJECT_ROOT / "predictions"
+    rows, pixel_bounds = uncertainty.summarize(TRAINED_DIRECTORY, log_flux, np.load(predictions / "predictionM.npy"),
+                                               np.load(predictions / "predictiondistance_age.npy"))
+    np.testing.assert_array_equal(pixel_bounds, np.load(predictions / uncertainty.PIXEL_BOUNDS_FILE))
+    with open(predictions / uncertainty.SUMMARY_CSV_FILE, newline="") as summary:
+        committed = list(csv.DictReader(summary))
+    assert [row["domain"] for row in committed] == [row["domain"] for row in rows]
+    assert [row["domain_reason"] for row in committed] == [row["domain_reason"] for row in rows]
 
 
 def test_a_corrupt_or_foreign_calibration_file_is_refused(tmp_path):
