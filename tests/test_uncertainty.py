@@ -14,6 +14,7 @@ import pytest
 
 import coverage
 import domain
+import functions
 import out_of_domain
 import stellar_evolution
 import uncertainty
@@ -118,18 +119,24 @@ def committed_calibration():
     return uncertainty.load_calibration(TRAINED_DIRECTORY)
 
 
+@pytest.fixture(scope="module")
+def committed_predictions():
+    """The committed networks' predictions of the 100 committed test maps (about 10 s on a CPU)."""
+    piDOC = functions.load_piDOC(TRAINED_DIRECTORY, INPUT_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY)
+    predicted_log_mass, predicted_distance_age, _ = functions.predict_with_piDOC(
+        piDOC, np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy"))
+    return predicted_log_mass, predicted_distance_age
+
+
 def plausible_predictions(number_of_maps):
     """Predictions inside physical limits, so only the input maps decide the verdict."""
     return np.full((number_of_maps, 160, 160, 1), -1.0, np.float32), np.tile([30.0, 8.0], (number_of_maps, 1))
 
 
-def test_committed_test_maps_are_inside(committed_calibration):
-    # With π-DOC's own readings of them (the committed outputs of piDOC_predictions.py), since the
-    # distance edges judge the reading together with the map.
+def test_committed_test_maps_are_inside(committed_calibration, committed_predictions):
+    # With π-DOC's own readings of them, since the distance edges judge the reading with the map.
     log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")
-    predictions = PROJECT_ROOT / "predictions"
-    verdicts = domain.verdicts(committed_calibration, log_flux, np.load(predictions / "predictionM.npy"),
-                               np.load(predictions / "predictiondistance_age.npy"))
+    verdicts = domain.verdicts(committed_calibration, log_flux, *committed_predictions)
     assert sum(verdict == "outside" for verdict, _ in verdicts) <= 3
 
 
@@ -157,18 +164,33 @@ def copy_of_trained_directory(tmp_path):
     return directory
 
 
-def test_committed_summary_and_pixel_bounds_are_what_the_code_makes_now():
-    # The committed predictions/ of piDOC_predictions.py, recomputed from the committed predictions
-    # with the committed calibration: every pixel bound and every verdict must match.
+def test_committed_summary_is_what_the_code_makes_now(committed_predictions):
+    # The committed predictions_summary.csv of piDOC_predictions.py, recomputed with the committed
+    # networks and calibration: every verdict and its reason, and the distance bounds, must match.
     log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")
-    predictions = PROJECT_ROOT / "predictions"
-    rows, pixel_bounds = uncertainty.summarize(TRAINED_DIRECTORY, log_flux, np.load(predictions / "predictionM.npy"),
-                                               np.load(predictions / "predictiondistance_age.npy"))
-    np.testing.assert_array_equal(pixel_bounds, np.load(predictions / uncertainty.PIXEL_BOUNDS_FILE))
-    with open(predictions / uncertainty.SUMMARY_CSV_FILE, newline="") as summary:
+    rows, _ = uncertainty.summarize(TRAINED_DIRECTORY, log_flux, *committed_predictions)
+    with open(PROJECT_ROOT / "predictions" / uncertainty.SUMMARY_CSV_FILE, newline="") as summary:
         committed = list(csv.DictReader(summary))
     assert [row["domain"] for row in committed] == [row["domain"] for row in rows]
     assert [row["domain_reason"] for row in committed] == [row["domain_reason"] for row in rows]
+    for column in ("distance_kpc_lo95", "distance_kpc_hi95", "age_gyr_lo68", "age_gyr_hi68"):
+        np.testing.assert_allclose([float(row[column]) for row in committed], [row[column] for row in rows], rtol=1e-3, atol=1e-3)
+
+
+def test_pixel_intervals_use_the_fitted_scale_model(committed_calibration, committed_predictions):
+    # pixel_intervals computes log σ per map and per pixel separately; it must equal σ = exp(X β)
+    # of the full design matrix that the scale model was fitted with.
+    log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")[:3]
+    predicted_log_mass, predicted_distance_age = (prediction[:3] for prediction in committed_predictions)
+    calibrated = committed_calibration["pixels"]
+    map_features = uncertainty.map_difficulty_features(log_flux, predicted_distance_age)
+    point = predicted_log_mass.astype(np.float64).ravel()
+    sigma = uncertainty.scale(calibrated["scale_coefficients"],
+                              uncertainty.pixel_difficulty_features(point, np.repeat(map_features, 160 * 160, axis=0)))
+    groups = uncertainty.pixel_groups(point, np.repeat(uncertainty.distance_groups(predicted_distance_age[:, 0]), 160 * 160))
+    expected_upper = np.maximum(uncertainty.bound(calibrated, point, sigma, groups, 0.975), point)
+    intervals = uncertainty.pixel_intervals(committed_calibration, log_flux, predicted_log_mass, predicted_distance_age)
+    np.testing.assert_allclose(intervals[0.95][1].ravel(), expected_upper, rtol=1e-5, atol=1e-5)
 
 
 def test_a_corrupt_or_foreign_calibration_file_is_refused(tmp_path):
