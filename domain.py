@@ -57,8 +57,8 @@ EMPTY_FRACTION_FLOOR = 1e-3
 # cluster; a smooth surface-brightness model has almost none, and a flat map none at all (floor).
 GRAININESS_SMOOTHING_PIXELS = 2.0
 GRAININESS_FLOOR_DEX = 1e-4
-# Distance edges. π-DOC's reading of a map joins the five statistics: with the statistics alone the
-# edges flagged 74–88 % of the extended clusters of seeds 5 and 7, with the reading 100 %. Each edge
+# Distance edges. π-DOC's reading of a map joins the five statistics: with edges on the statistics alone
+# the verdict flagged 74–88 % of the extended clusters of seeds 5 and 7, with the reading 100 %. Each edge
 # keeps 0.25 % of the calibration maps' held-out half beyond its threshold, so both together add at
 # most ~0.5 % to the in-domain flags (budget 2 %). Chosen, with the regularisation, on calibration
 # halves and on draws of the extended family with seeds 5 and 7; every choice between the 99th and
