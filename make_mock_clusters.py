@@ -4,7 +4,10 @@ Run `python3 make_mock_clusters.py` for the default data set (settings below, th
 `--help` flags). Each split is written incrementally into memory-mapped .npy files under
 OUTPUT_DIRECTORY/<split>/, with a small progress record per finished cluster, so an interrupted
 run resumes where it stopped when started again with the same settings. Splits are made of
-different clusters (initial conditions), never of different views of one cluster.
+different clusters (initial conditions), never of different views of one cluster. Beside training,
+validation and test, the calibration split calibrates the intervals and the domain verdict, and the
+boundary split (the same kind of clusters seen nearer and farther than the test distances) shows
+the verdict where the calibrated distances end (`calibrate_piDOC.py`, docs/uncertainty.md).
 
 Layout of a split folder (the conventions of CB21's input files):
     luminosity_V.npy   (N, 160, 160, 1) float32  log10 flux per pixel, L☉/kpc²
