@@ -170,8 +170,9 @@ def evaluate_out_of_domain(trained_directory, standardization_directory, cluster
     import out_of_domain  # imports the stellar-evolution code, needed only here
     calibration = uncertainty.load_calibration(trained_directory)
     piDOC = functions.load_piDOC(trained_directory, standardization_directory)
+    edges = calibration["domain"]["distance_edges"]
     results = {"thresholds": {"mahalanobis_squared": calibration["domain"]["threshold"],
-                              "nearer_edge_score": calibration["domain"]["distance_edges"]["sides"]["nearer"]["threshold"]}}
+                              "nearer_edge_score": edges["sides"]["nearer"]["threshold"] if edges else math.nan}}
     for family in out_of_domain.FAMILIES:
         # Extended clusters are only observed at 15 kpc, so each gets four ages to make as many maps.
         snapshots = 4 if family == "extended" else 1
@@ -223,8 +224,10 @@ def domain_scores(calibration, log_flux_maps, predicted_log_mass_maps, predicted
     distance of the statistics and the "nearer" distance-edge score (domain.py)."""
     statistics = domain.map_statistics(log_flux_maps)
     features = domain.edge_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age, statistics)
-    return {"mahalanobis_squared": domain.mahalanobis_squared(calibration["domain"], statistics),
-            "nearer_edge_score": domain.edge_scores(calibration["domain"]["distance_edges"], features)["nearer"]}
+    edges = calibration["domain"]["distance_edges"]
+    # A calibration made without boundary maps (uncertainty.fit_calibration(boundary=None)) has no edges.
+    nearer = domain.edge_scores(edges, features)["nearer"] if edges else np.full(len(statistics), np.nan)
+    return {"mahalanobis_squared": domain.mahalanobis_squared(calibration["domain"], statistics), "nearer_edge_score": nearer}
 
 
 def domain_figure(path, in_domain_scores, results):
@@ -241,6 +244,9 @@ def domain_figure(path, in_domain_scores, results):
         values = [np.asarray(in_domain_scores[score], dtype=np.float64)] + [np.asarray(results[family][score], dtype=np.float64)
                                                                           for family in families]
         finite = np.concatenate([value[np.isfinite(value)] for value in values])
+        if finite.size == 0:
+            axes.set_visible(False)
+            continue
         if logarithmic:
             bins = np.logspace(np.log10(max(finite.min(), 0.1)), np.log10(finite.max() * 1.1), 50)
         else:
@@ -252,7 +258,8 @@ def domain_figure(path, in_domain_scores, results):
         for colour_index, (family, value) in enumerate(zip(families, values[1:])):
             axes.hist(np.clip(value[np.isfinite(value)], bins[0], bins[-1]), bins=bins, histtype="step",
                       color=f"C{colour_index}", label=family, density=True)
-        axes.axvline(results["thresholds"][score], color="k", linestyle="--", label=threshold_label)
+        if np.isfinite(results["thresholds"][score]):
+            axes.axvline(results["thresholds"][score], color="k", linestyle="--", label=threshold_label)
         if logarithmic:
             axes.set_xscale("log")
         axes.set_yscale("log")
