@@ -2,12 +2,12 @@
 
 Run `python3 calibrate_piDOC.py data/calibration` after `make_mock_clusters.py` has written the
 calibration split (clusters seen neither in training nor in the test split, observed like the test
-split). The networks of `--trained-directory` predict every map; `uncertainty.fit_calibration`
+split). The networks of `--trained-directory` predict every map; `pidoc.calibration.uncertainty.fit_calibration`
 fits the difficulty models on one half of the clusters and takes conformal quantiles on the other,
 and measures the calibration maps' statistics for the domain verdict. The boundary split (the same
 kind of clusters seen nearer and farther than the calibrated distances, `make_mock_clusters.py
 --splits boundary`, by default the folder `boundary` beside the calibration split) teaches the
-verdict where the calibrated distances end (`domain.fit_distance_edges`). The result is written,
+verdict where the calibrated distances end (`pidoc.calibration.domain.fit_distance_edges`). The result is written,
 atomically, to `<trained directory>/calibration.json`, tied to the SHA-256 of the weights there, so
 a second set of weights (e.g. `trained_piDOC/general/`) is calibrated the same way by the same
 command. Method and guarantees: docs/uncertainty.md.
@@ -20,13 +20,14 @@ Usage:
 import argparse
 from pathlib import Path
 
-import evaluate_piDOC
-import uncertainty
+from pidoc.calibration import uncertainty
+from pidoc.model import STANDARDIZATION_SUBDIRECTORY, open_model
+from pidoc.splits import load_cluster_ids, load_split, predict_split
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 PROJECT_DIRECTORY = Path(__file__).resolve().parent
 TRAINED_DIRECTORY = PROJECT_DIRECTORY / "trained_piDOC"
-STANDARDIZATION_DIRECTORY = evaluate_piDOC.DEFAULT_STANDARDIZATION_DIRECTORY
+STANDARDIZATION_DIRECTORY = PROJECT_DIRECTORY / "input_files" / STANDARDIZATION_SUBDIRECTORY
 # Calibration splits are of the same clusters as the test design: fewer than this many clusters
 # leave each half too small for 95 % intervals (the binomial error of coverage with n clusters is
 # about √(0.05 · 0.95 / n); 150 clusters per half give ±1.8 points).
@@ -48,8 +49,8 @@ def parse_arguments(arguments=None):
 def main(arguments=None):
     """Calibrate and write `calibration.json`; returns the calibration dict."""
     options = parse_arguments(arguments)
-    log_flux_maps, true_log_mass_maps, true_distance_age = evaluate_piDOC.load_split(options.split_directory)
-    cluster_ids = evaluate_piDOC.load_cluster_ids(options.split_directory)
+    log_flux_maps, true_log_mass_maps, true_distance_age = load_split(options.split_directory)
+    cluster_ids = load_cluster_ids(options.split_directory)
     if len(cluster_ids) != len(log_flux_maps):
         raise ValueError(f"{options.split_directory / 'metadata.csv'} has {len(cluster_ids)} rows for {len(log_flux_maps)} maps")
     number_of_clusters = len(set(cluster_ids.tolist()))
@@ -58,20 +59,19 @@ def main(arguments=None):
                          f"{options.minimum_clusters} (--minimum-clusters)")
     print(f"calibrating {options.trained_directory} on {options.split_directory}: {len(log_flux_maps)} maps "
           f"of {number_of_clusters} clusters")
-    predicted_log_mass_maps, predicted_distance_age, _ = evaluate_piDOC.predict_split(
-        options.split_directory, options.trained_directory, options.standardization_directory)
+    model = open_model(options.trained_directory, options.standardization_directory)
+    predicted_log_mass_maps, predicted_distance_age, _ = predict_split(options.split_directory, model)
     boundary_directory = options.boundary_directory or options.split_directory.parent / "boundary"
-    boundary_log_flux_maps, _, boundary_true_distance_age = evaluate_piDOC.load_split(boundary_directory)
+    boundary_log_flux_maps, _, boundary_true_distance_age = load_split(boundary_directory)
     print(f"distance edges from {boundary_directory}: {len(boundary_log_flux_maps)} maps")
-    boundary_predicted_log_mass_maps, boundary_predicted_distance_age, _ = evaluate_piDOC.predict_split(
-        boundary_directory, options.trained_directory, options.standardization_directory)
+    boundary_predicted_log_mass_maps, boundary_predicted_distance_age, _ = predict_split(boundary_directory, model)
     boundary = {"log_flux_maps": boundary_log_flux_maps, "predicted_log_mass_maps": boundary_predicted_log_mass_maps,
                 "predicted_distance_age": boundary_predicted_distance_age, "true_distance_kpc": boundary_true_distance_age[:, 0]}
     calibration = uncertainty.fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
                                               predicted_distance_age, cluster_ids, boundary=boundary)
     provenance = {"split_directory": str(options.split_directory), "boundary_directory": str(boundary_directory),
                   "command": "calibrate_piDOC.py"}
-    path = uncertainty.save_calibration(options.trained_directory, calibration, provenance)
+    path = uncertainty.save_calibration(model, calibration, provenance)
     print(f"written: {path}")
     return calibration
 

@@ -25,7 +25,6 @@ Writes `evaluation.txt` (the table printed) and `evaluation.json` (every number)
 folder, by default `runs/evaluation/<split name>/`.
 """
 import argparse
-import hashlib
 import math
 import re
 from pathlib import Path
@@ -33,19 +32,17 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-import coverage
-import domain
 import functions
-import uncertainty
+from pidoc.calibration import coverage, domain, uncertainty
+from pidoc.io import check_flux_maps, save_figure, save_json, save_text
+from pidoc.model import open_model
+from pidoc.quantities import positive_log10
+from pidoc.splits import load_cluster_ids, load_present_log_mass, load_split, predict_split
 
 PROJECT_DIRECTORY = Path(__file__).resolve().parent
 DEFAULT_TRAINED_DIRECTORY = PROJECT_DIRECTORY / "trained_piDOC"
 DEFAULT_STANDARDIZATION_DIRECTORY = PROJECT_DIRECTORY / "input_files" / functions.STANDARDIZATION_SUBDIRECTORY
 DEFAULT_OUTPUT_PARENT = PROJECT_DIRECTORY / "runs" / "evaluation"
-# π-DOC's predictions of a split are kept here, keyed by the split and the weights, so that scoring
-# and calibrating the same split with the same networks runs the CED once (minutes on a CPU).
-PREDICTION_CACHE_DIRECTORY = PROJECT_DIRECTORY / "runs" / "prediction_cache"
-SPLIT_FILES = ("luminosity_V.npy", "mass.npy", "distance_age.npy")
 # The per-distance table is printed when the split has CB21's few discrete test distances; training
 # and validation splits with continuous distances would give one row per map.
 MAXIMUM_DISTANCE_ROWS = 12
@@ -56,69 +53,7 @@ OUT_OF_DOMAIN_SEED = 11
 EDGE_SCORE_PLOT_LIMIT = 30.0
 
 
-def load_split(split_directory):
-    """Read and check a split: flux maps, true mass maps and true [distance, age].
-
-    The maps are memory-mapped, so only the networks' batches and the statistics hold them in RAM.
-    """
-    split_directory = Path(split_directory)
-    for file_name in SPLIT_FILES:
-        if not (split_directory / file_name).is_file():
-            raise FileNotFoundError(f"split file missing: {split_directory / file_name}")
-    log_flux_maps = functions.check_flux_maps(np.load(split_directory / "luminosity_V.npy", mmap_mode="r"))
-    true_log_mass_maps = functions.as_map_stack(np.load(split_directory / "mass.npy", mmap_mode="r"), "the true mass maps")
-    if len(true_log_mass_maps) != len(log_flux_maps):
-        raise ValueError(f"{split_directory}: {len(log_flux_maps)} flux maps but {len(true_log_mass_maps)} mass maps")
-    functions.check_finite(true_log_mass_maps, f"{split_directory / 'mass.npy'}")
-    true_distance_age = functions.check_distance_age(np.load(split_directory / "distance_age.npy"), len(log_flux_maps),
-                                                     f"{split_directory / 'distance_age.npy'}")
-    return log_flux_maps, true_log_mass_maps, true_distance_age
-
-
-def load_cluster_ids(split_directory):
-    """The cluster of every map of a split, from its `metadata.csv` (maps of one cluster are correlated)."""
-    return functions.read_cluster_ids(Path(split_directory) / "metadata.csv")
-
-
-def load_present_log_mass(split_directory):
-    """log10 of the present-day total mass (M☉) of the cluster each map shows, from `metadata.csv`.
-
-    This is the cluster's bound mass at the snapshot's age (`total_mass_msun`, the same for every
-    view), not the mass in the 40″ field, which depends on the distance; it is what a catalogue such
-    as Baumgardt & Hilker (2018) lists. None when the split has no metadata (e.g. `input_files/`).
-    """
-    path = Path(split_directory) / "metadata.csv"
-    return np.log10(functions.read_metadata_column(path, "total_mass_msun")) if path.is_file() else None
-
-
-def predict_split(split_directory, trained_directory, standardization_directory, cache_directory=PREDICTION_CACHE_DIRECTORY):
-    """π-DOC's predictions of a split, from the cache when the same split and networks were predicted before.
-
-    Returns
-    -------
-    predicted_log_mass_maps, predicted_distance_age, seconds_per_map
-        As `functions.predict_with_piDOC`; `seconds_per_map` is that of the run that filled the cache.
-    """
-    log_flux_maps, _, _ = load_split(split_directory)
-    key = hashlib.sha256(repr((str(Path(split_directory).resolve()), sorted(uncertainty.weights_fingerprint(trained_directory).items()),
-                               str(functions.standardization_directory_for(trained_directory, standardization_directory)),
-                               (Path(split_directory) / "luminosity_V.npy").stat().st_mtime_ns)).encode()).hexdigest()[:16]
-    cache_path = Path(cache_directory) / f"{Path(split_directory).resolve().name}-{key}.npz"
-    if cache_path.is_file():
-        cached = np.load(cache_path)
-        return cached["predicted_log_mass_maps"], cached["predicted_distance_age"], {"CED": float(cached["ced_seconds"]),
-                                                                                      "CNN": float(cached["cnn_seconds"])}
-    piDOC = functions.load_piDOC(trained_directory, standardization_directory)
-    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = functions.predict_with_piDOC(piDOC, log_flux_maps)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_path.with_name(cache_path.stem + ".tmp.npz")
-    np.savez(temporary, predicted_log_mass_maps=predicted_log_mass_maps, predicted_distance_age=predicted_distance_age,
-             ced_seconds=seconds_per_map["CED"], cnn_seconds=seconds_per_map["CNN"])
-    temporary.replace(cache_path)
-    return predicted_log_mass_maps, predicted_distance_age, seconds_per_map
-
-
-def evaluate(split_directory, trained_directory, standardization_directory):
+def evaluate(split_directory, model):
     """Predict a split with π-DOC and compute every statistic.
 
     Returns
@@ -129,8 +64,7 @@ def evaluate(split_directory, trained_directory, standardization_directory):
         (`functions.mass_decade_statistics`) where the split's metadata.csv gives present-day masses.
     """
     log_flux_maps, true_log_mass_maps, true_distance_age = load_split(split_directory)
-    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = predict_split(split_directory, trained_directory,
-                                                                                     standardization_directory)
+    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = predict_split(split_directory, model)
     statistics = {
         "split_directory": str(split_directory),
         "number_of_maps": len(log_flux_maps),
@@ -148,7 +82,7 @@ def evaluate(split_directory, trained_directory, standardization_directory):
                                                                       predicted_log_mass_maps, true_distance_age,
                                                                       predicted_distance_age)
     # Intervals and domain verdicts, where the model folder has been calibrated (calibrate_piDOC.py).
-    calibration = uncertainty.load_calibration(trained_directory, required=False)
+    calibration = model.calibration
     if calibration is not None:
         cluster_ids = load_cluster_ids(split_directory)
         statistics["coverage"] = coverage.coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distance_age,
@@ -158,8 +92,8 @@ def evaluate(split_directory, trained_directory, standardization_directory):
     return statistics
 
 
-def evaluate_out_of_domain(trained_directory, standardization_directory, clusters_per_family, seed=OUT_OF_DOMAIN_SEED):
-    """Make each out-of-domain family (out_of_domain.py) now, predict it, and count the maps flagged `outside`.
+def evaluate_out_of_domain(model, clusters_per_family, seed=OUT_OF_DOMAIN_SEED):
+    """Make each out-of-domain family (pidoc/mocks/out_of_domain.py) now, predict it, and count the maps flagged `outside`.
 
     Returns
     -------
@@ -167,9 +101,8 @@ def evaluate_out_of_domain(trained_directory, standardization_directory, cluster
         family → {"number_of_maps", "number_of_clusters", "percent_outside", "reasons" (reason → count),
         "mahalanobis_squared" and "nearer_edge_score" (per map)}; and "thresholds" (of both scores).
     """
-    import out_of_domain  # imports the stellar-evolution code, needed only here
-    calibration = uncertainty.load_calibration(trained_directory)
-    piDOC = functions.load_piDOC(trained_directory, standardization_directory)
+    from pidoc.mocks import out_of_domain  # imports the stellar-evolution code, needed only here
+    calibration = model.require_calibration()
     edges = calibration["domain"]["distance_edges"]
     results = {"thresholds": {"mahalanobis_squared": calibration["domain"]["threshold"],
                               "nearer_edge_score": edges["sides"]["nearer"]["threshold"] if edges else math.nan}}
@@ -178,13 +111,13 @@ def evaluate_out_of_domain(trained_directory, standardization_directory, cluster
         snapshots = 4 if family == "extended" else 1
         log_flux_maps, clusters, true_distance_age = out_of_domain.make_family(family, clusters_per_family, seed,
                                                                                snapshots_per_cluster=snapshots)
-        predicted_log_mass_maps, predicted_distance_age, _ = functions.predict_with_piDOC(piDOC, log_flux_maps)
+        predicted_log_mass_maps, predicted_distance_age, _ = model.predict(log_flux_maps)
         verdicts = domain.verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
         # What a missed flag costs: how often the 95 % intervals of the maps left `inside` still
         # hold the true distance and age.
         inside = np.array([verdict != "outside" for verdict, _ in verdicts])
         intervals = uncertainty.scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
-        truths = {"distance": functions.positive_log10(true_distance_age[:, 0]), "age": true_distance_age[:, 1]}
+        truths = {"distance": positive_log10(true_distance_age[:, 0]), "age": true_distance_age[:, 1]}
         held = {}
         for quantity, truth in truths.items():
             lower, upper = intervals[quantity][0.95]
@@ -213,7 +146,7 @@ def out_of_domain_text(results):
              " / ".join(f"{entry['inside_maps_held_by_95_percent_interval'][quantity]:.0f}" for quantity in ("distance", "age")),
              "; ".join(f"{reason}: {count}" for reason, count in list(entry["reasons"].items())[:3])]
             for family, entry in results.items() if family != "thresholds"]
-    return ("Domain verdict on out-of-domain families made now (out_of_domain.py); for the maps left inside, the percentage "
+    return ("Domain verdict on out-of-domain families made now (pidoc/mocks/out_of_domain.py); for the maps left inside, the percentage "
             "whose true distance / age lies in the 95 % interval\n"
             + tabulate(rows, headers=["family", "clusters", "maps", "% outside", "inside: D / age held (%)",
                                       "most frequent reasons (maps)"], disable_numparse=True) + "\n")
@@ -221,7 +154,7 @@ def out_of_domain_text(results):
 
 def domain_scores(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age):
     """Per map, the two scores of the domain verdict that have thresholds: the squared Mahalanobis
-    distance of the statistics and the "nearer" distance-edge score (domain.py)."""
+    distance of the statistics and the "nearer" distance-edge score (pidoc/calibration/domain.py)."""
     statistics = domain.map_statistics(log_flux_maps)
     features = domain.edge_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age, statistics)
     edges = calibration["domain"]["distance_edges"]
@@ -267,7 +200,7 @@ def domain_figure(path, in_domain_scores, results):
         axes.set_ylabel("density")
         axes.legend(fontsize=7)
     figure.tight_layout()
-    return functions.save_figure(figure, path, dpi=120)
+    return save_figure(figure, path, dpi=120)
 
 
 def summary_table(statistics):
@@ -329,23 +262,22 @@ def main(arguments=None):
     options = parser.parse_args(arguments)
     output_directory = options.output_directory or DEFAULT_OUTPUT_PARENT / options.split_directory.resolve().name
 
-    statistics = evaluate(options.split_directory, options.trained_directory, options.standardization_directory)
+    model = open_model(options.trained_directory, options.standardization_directory)
+    statistics = evaluate(options.split_directory, model)
     text = f"π-DOC on {options.split_directory} ({statistics['number_of_maps']} maps)\n\n" + summary_table(statistics)
     if options.out_of_domain_clusters > 0:
-        statistics["out_of_domain"] = evaluate_out_of_domain(options.trained_directory, options.standardization_directory,
-                                                             options.out_of_domain_clusters, options.out_of_domain_seed)
+        statistics["out_of_domain"] = evaluate_out_of_domain(model, options.out_of_domain_clusters, options.out_of_domain_seed)
         text += "\n" + out_of_domain_text(statistics["out_of_domain"])
     print(text)
     output_directory.mkdir(parents=True, exist_ok=True)
-    functions.save_text(output_directory / "evaluation.txt", text)
-    functions.save_json(output_directory / "evaluation.json", statistics)
+    save_text(output_directory / "evaluation.txt", text)
+    save_json(output_directory / "evaluation.json", statistics)
     if "coverage" in statistics:
         coverage.write_coverage_outputs(output_directory, statistics["coverage"])
     if "out_of_domain" in statistics:
         log_flux_maps, _, _ = load_split(options.split_directory)
-        predicted_log_mass_maps, predicted_distance_age, _ = predict_split(options.split_directory, options.trained_directory,
-                                                                           options.standardization_directory)
-        in_domain = domain_scores(uncertainty.load_calibration(options.trained_directory), log_flux_maps,
+        predicted_log_mass_maps, predicted_distance_age, _ = predict_split(options.split_directory, model)
+        in_domain = domain_scores(model.require_calibration(), log_flux_maps,
                                   predicted_log_mass_maps, predicted_distance_age)
         domain_figure(output_directory / "Domain_verdict.png", in_domain, statistics["out_of_domain"])
     print(f"written: {output_directory / 'evaluation.txt'}, {output_directory / 'evaluation.json'}")

@@ -1,26 +1,24 @@
 """π-DOC predictions and the statistics and figures of Chardin & Bianchini (2021, hereafter CB21).
 
-This module follows the order of the paper's Sections 3 and 4:
+The paper's script-level API, with the names of the original π-DOC v0.1 (`make_predictions`,
+`display_mosaic_prediction`, `display_predicted_vs_true_mass`, `display_predicted_vs_true_total_mass`,
+`display_predicted_vs_true_age`, `pdf_distances`) and beyond it `display_mass_to_light_profiles`.
+It follows the order of the paper's Sections 3 and 4:
 
-1. Input checks: a flux map must be a 160×160 map of log10(F / (L☉ kpc⁻²)), finite everywhere.
-2. Running π-DOC (`make_predictions`): standardise the flux maps with the training-set constants
-   (CB21 §3), run the encoder-decoder (CED) for the mass map and the CNN for [distance, age], and
-   de-standardise. Every output is written to a temporary name first and then renamed, so a failed
-   run never damages what is already in the prediction folder.
-3. Statistics (pure numpy, no plotting): the bin-averaged statistics of CB21 §4 exactly as the
+1. Running π-DOC (`make_predictions`): open the model folder (`pidoc.model.open_model`), check the
+   flux maps (`pidoc.io.check_flux_maps`), predict, and save. Every output is written to a
+   temporary name first and then renamed, so a failed run never damages the prediction folder.
+2. Statistics (pure numpy, no plotting): the bin-averaged statistics of CB21 §4 exactly as the
    authors' public code computes them (paper-CB21.md §9), and beside them plain statistics (median and
-   68 % interval of the residuals). Beyond the original: mass-to-light (M/L_V) profiles and global
-   M/L_V.
-4. Figures and tables: Fig. 4 (mosaic), Fig. 5 (pixel mass), Fig. 6 (total mass), Fig. 8 (age),
+   68 % interval of the residuals). Beyond the original: global M/L_V and scores per mass decade.
+3. Figures and tables: Fig. 4 (mosaic), Fig. 5 (pixel mass), Fig. 6 (total mass), Fig. 8 (age),
    Fig. 9 (distance PDFs), and an M/L_V figure; each routine also writes its statistics table.
 
+The library behind it is the package `pidoc/`; this module uses it and is never used by it.
 Units throughout: log10 flux per pixel in L☉ kpc⁻² with F = L_V / (4π D²) and D in kpc; log10 mass
 per pixel in M☉; distance in kpc; age in Gyr; maps of 160×160 pixels of 0.25″.
 """
-import json
 import math
-import os
-import time
 from pathlib import Path
 
 import matplotlib
@@ -30,42 +28,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import gridspec
 from matplotlib.colors import LogNorm
-from tabulate import tabulate
 
-import standardization
-
-# --- Map geometry (CB21 §2; paper-CB21.md §2) ----------------------------------------------------
-MAP_PIXELS = 160
-PIXEL_SCALE_ARCSEC = 0.25
-MAP_HALF_WIDTH_ARCSEC = 0.5 * MAP_PIXELS * PIXEL_SCALE_ARCSEC
-
-# --- Input check for linear maps ------------------------------------------------------------------
-# A flux map given as linear F instead of log10 F is non-negative everywhere (in any unit), so its
-# median pixel is ≥ 0. A real log10(F / (L☉ kpc⁻²)) map has a median far below 0: the authors'
-# public mosaic spans medians of −5.7 to −3.8 with peaks near −3 (paper-CB21.md §4), our mock
-# clusters put empty pixels at −9, and even the core of a massive nearby cluster such as 47 Tuc
-# (≈ 10⁵ L☉ pc⁻² at 4.5 kpc, i.e. ≈ 3 L☉ per 0.25″ pixel) gives only log10 F ≈ −2. A map whose median
-# pixel is at or above this limit is therefore refused as linear.
-LINEAR_MAP_MEDIAN_LIMIT = 0.0
+from pidoc.frame import MAP_HALF_WIDTH_ARCSEC
+from pidoc.io import as_map_stack, check_distance_age, check_flux_maps, check_matching_maps, save_array, save_figure, write_table
+from pidoc.model import open_model
+from pidoc.quantities import (assign_bins, global_mass_to_light, light_weighted_centre_pixels, luminosity_maps_lsun,
+                              mass_to_light_profile, total_log_mass)
 
 # --- Files of the original π-DOC -----------------------------------------------------------------
 STANDARDIZATION_SUBDIRECTORY = "standardization_files"
 PREDICTED_MASS_FILE = "predictionM.npy"
 PREDICTED_DISTANCE_AGE_FILE = "predictiondistance_age.npy"
-
-# --- Inference ------------------------------------------------------------------------------------
-# Maps per call of the network. Any size gives the same numbers (BatchNormalization uses its moving
-# statistics at inference); these sizes keep the CED's largest activations (160² × 64 channels per
-# map) under 1 GB while running at full speed on the CPU (benchmarks/inference.py).
-MASS_NETWORK_BATCH_MAPS = 32
-DISTANCE_AGE_NETWORK_BATCH_MAPS = 100
-# Arithmetic of the CED at inference. bfloat16 runs it about 2–2.5× faster on this project's CPU
-# (which has avx512_bf16), but it moves the authors' trained CNN by 2–3 kpc (tf-stack.md §3), and its
-# error on the CED grows with training: 0.003 dex at most for an untrained CED, 0.008 dex after
-# 160 training steps (100 maps), against a tolerance of 0.01 dex. So float32 stays until
-# benchmarks/inference.py shows the fully trained CED within 0.01 dex on the test maps; only then
-# switch to "bfloat16". The CNN always runs in float32.
-MASS_NETWORK_COMPUTE_DTYPE = "float32"
 
 # --- Bins of the statistics, exactly those of the authors' code (paper-CB21.md §9) ----------------
 PIXEL_MASS_BIN_EDGES_LOG_MSUN = np.linspace(-2.0, 1.0, 50)
@@ -94,331 +67,8 @@ TOTAL_MASS_LABEL = r"$\log_{10}(M_\mathrm{tot}\,/\,\mathrm{M_\odot})$"
 
 
 # ==================================================================================================
-# 1. Input checks
+# 1. Running π-DOC (CB21 §3)
 # ==================================================================================================
-def as_map_stack(maps, name):
-    """Return `maps` as a float32 array of shape (N, 160, 160, 1).
-
-    A single (160, 160) map becomes (1, 160, 160, 1) and a stack (N, 160, 160) gains the channel axis.
-
-    Raises
-    ------
-    ValueError
-        For any other shape (the message gives the shape), an empty stack or non-numeric values.
-    """
-    maps = np.asarray(maps)
-    if not (np.issubdtype(maps.dtype, np.floating) or np.issubdtype(maps.dtype, np.integer)):
-        raise ValueError(f"{name} must hold numbers, got dtype {maps.dtype}")
-    grid = (MAP_PIXELS, MAP_PIXELS)
-    if maps.shape == grid:
-        maps = maps.reshape((1,) + grid + (1,))
-    elif maps.ndim == 3 and maps.shape[1:] == grid:
-        maps = maps[..., np.newaxis]
-    elif not (maps.ndim == 4 and maps.shape[1:] == grid + (1,)):
-        raise ValueError(
-            f"{name} must have shape (N, 160, 160, 1), (N, 160, 160) or (160, 160); got {maps.shape}"
-        )
-    if maps.shape[0] == 0:
-        raise ValueError(f"{name} holds no map (shape {maps.shape})")
-    return maps.astype(np.float32, copy=False)
-
-
-def check_finite(values, name):
-    """Raise ValueError naming the first offending map if `values` holds NaN or ±inf."""
-    finite = np.isfinite(values)
-    if not finite.all():
-        per_map = finite.reshape(len(values), -1).all(axis=1)
-        bad_maps = np.flatnonzero(~per_map)
-        raise ValueError(
-            f"{name} holds NaN or inf values in {bad_maps.size} map(s), first at index {bad_maps[0]}; "
-            "π-DOC needs finite log10 values everywhere"
-        )
-
-
-def check_flux_maps(log_flux_maps):
-    """Validate π-DOC's input and return it as (N, 160, 160, 1) float32.
-
-    Parameters
-    ----------
-    log_flux_maps : array_like
-        V-band flux maps in log10(F / (L☉ kpc⁻²)), shape (N, 160, 160, 1), (N, 160, 160) or (160, 160).
-
-    Raises
-    ------
-    ValueError
-        Wrong shape, NaN or inf values, or a map that looks linear rather than log10 (median pixel
-        ≥ `LINEAR_MAP_MEDIAN_LIMIT`; see its comment for why real maps never reach it).
-    """
-    maps = as_map_stack(log_flux_maps, "the flux maps")
-    check_finite(maps, "the flux maps")
-    median_per_map = np.median(maps.reshape(len(maps), -1), axis=1)
-    linear_maps = np.flatnonzero(median_per_map >= LINEAR_MAP_MEDIAN_LIMIT)
-    if linear_maps.size:
-        first = linear_maps[0]
-        raise ValueError(
-            f"{linear_maps.size} flux map(s) look linear, not log10: map {first} has a median pixel of "
-            f"{median_per_map[first]:.3g}, while log10(F / (L☉ kpc⁻²)) maps of real clusters have medians "
-            f"below about −2 (limit {LINEAR_MAP_MEDIAN_LIMIT}); pass np.log10 of the flux in L☉/kpc²"
-        )
-    return maps
-
-
-def read_metadata_column(metadata_path, column, dtype=float):
-    """One column of a split's metadata CSV (`make_mock_clusters.py`), one value per map, as an array."""
-    import csv
-
-    metadata_path = Path(metadata_path)
-    if not metadata_path.is_file():
-        raise FileNotFoundError(f"metadata file missing: {metadata_path}")
-    with open(metadata_path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or column not in rows[0]:
-        raise ValueError(f"{metadata_path} has no {column} column")
-    return np.array([dtype(row[column]) for row in rows])
-
-
-def read_cluster_ids(metadata_path):
-    """The cluster of every map (the `cluster_id` column): maps of one cluster are correlated, so
-    held-out statistics are counted by cluster."""
-    return read_metadata_column(metadata_path, "cluster_id", int)
-
-
-def check_distance_age(distance_age, number_of_maps, name):
-    """Return `distance_age` as an (N, 2) float64 array [distance kpc, age Gyr], checked."""
-    distance_age = np.asarray(distance_age, dtype=np.float64)
-    if distance_age.shape != (number_of_maps, 2):
-        raise ValueError(f"{name} must have shape ({number_of_maps}, 2) [distance kpc, age Gyr]; got {distance_age.shape}")
-    check_finite(distance_age, name)
-    return distance_age
-
-
-def check_matching_maps(true_maps, predicted_maps, name):
-    """Return both mass-map stacks as (N, 160, 160, 1), checking they are finite and of equal length."""
-    true_maps = as_map_stack(true_maps, f"the true {name}")
-    predicted_maps = as_map_stack(predicted_maps, f"the predicted {name}")
-    if len(true_maps) != len(predicted_maps):
-        raise ValueError(f"{len(true_maps)} true but {len(predicted_maps)} predicted {name}")
-    check_finite(true_maps, f"the true {name}")
-    check_finite(predicted_maps, f"the predicted {name}")
-    return true_maps, predicted_maps
-
-
-# ==================================================================================================
-# 2. Safe writing: a file is complete or absent, and an old file survives any failure
-# ==================================================================================================
-def temporary_path_for(path):
-    """The temporary name `path` is written to before the rename (`name.tmp.ext`, git-ignored)."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.tmp{path.suffix}")
-
-
-def replace_atomically(path, write):
-    """Call `write(temporary_path)`, then rename the temporary file to `path`.
-
-    The rename (`os.replace`) is atomic on one file system, so `path` either keeps its old content or
-    gets the complete new one. The temporary file is removed if `write` fails.
-    """
-    path = Path(path)
-    temporary_path = temporary_path_for(path)
-    try:
-        write(temporary_path)
-        os.replace(temporary_path, path)
-    finally:
-        if temporary_path.exists():
-            temporary_path.unlink()
-    return path
-
-
-def save_array(path, array):
-    """Save a numpy array to `path` atomically."""
-    return replace_atomically(path, lambda temporary_path: np.save(temporary_path, array))
-
-
-def save_text(path, text):
-    """Write `text` to `path` atomically (UTF-8)."""
-    return replace_atomically(path, lambda temporary_path: Path(temporary_path).write_text(text, encoding="utf-8"))
-
-
-def save_figure(figure, path, **savefig_options):
-    """Save a matplotlib figure to `path` atomically and close it."""
-    try:
-        return replace_atomically(path, lambda temporary_path: figure.savefig(temporary_path, **savefig_options))
-    finally:
-        plt.close(figure)
-
-
-# ==================================================================================================
-# 3. Running π-DOC (CB21 §3)
-# ==================================================================================================
-# The two networks and what they return for one map.
-NETWORK_OUTPUT_SHAPES = {"CED": (MAP_PIXELS, MAP_PIXELS, 1), "CNN": (2,)}
-
-
-def load_network(pathtrained, name):
-    """Load the trained network `name` ("CED" or "CNN") from `pathtrained`.
-
-    The files are found by `networks.load_trained_network`: `{name}.json` with `{name}.weights.h5`,
-    or the authors' Keras 2.3.1 `{name}.json` with `{name}_*.h5` (e.g. `CNN_100.h5`).
-
-    Raises
-    ------
-    FileNotFoundError
-        If `pathtrained` or the network's files are missing.
-    ValueError
-        If the files cannot be read, or the network does not map a 160×160×1 map to the output of
-        `name` (for instance CED and CNN files swapped). Messages name the files.
-    """
-    # TensorFlow takes seconds to import; only inference needs it, so the statistics below do not.
-    import networks
-
-    directory = Path(pathtrained)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"trained-network folder not found: {directory}")
-    candidate_files = ", ".join(str(path) for path in sorted(directory.glob(f"{name}*"))) or "none"
-    try:
-        network = networks.load_trained_network(directory, name)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"{name} network files missing in {directory} (found: {candidate_files}): {error}") from error
-    except Exception as error:  # h5py, json and Keras raise many types for a corrupt file
-        raise ValueError(f"cannot load the {name} network from {candidate_files}: {error}") from error
-    input_shape = tuple(network.input_shape[1:])
-    output_shape = tuple(network.output_shape[1:])
-    if input_shape != (MAP_PIXELS, MAP_PIXELS, 1) or output_shape != NETWORK_OUTPUT_SHAPES[name]:
-        raise ValueError(
-            f"the {name} network in {candidate_files} maps {input_shape} to {output_shape}; "
-            f"π-DOC's {name} maps (160, 160, 1) to {NETWORK_OUTPUT_SHAPES[name]}"
-        )
-    return network
-
-
-def make_forward_pass(network, batch_size_maps):
-    """Return a function that runs `network` on standardised maps in batches of `batch_size_maps`.
-
-    Each batch goes through one traced TensorFlow graph of `network(maps, training=False)`. This is
-    what `model.predict` computes, without its tf.data pipeline, whose autotuning stalls the CPU for
-    seconds at a time on this project's machine (tf-stack.md §4). The batch axis of the graph is
-    left free, so a short last batch does not trigger a new trace.
-    """
-    import tensorflow as tf
-
-    if batch_size_maps < 1:
-        raise ValueError(f"batch_size_maps must be at least 1, got {batch_size_maps}")
-    input_signature = [tf.TensorSpec((None,) + tuple(network.input_shape[1:]), tf.float32)]
-    forward_graph = tf.function(lambda maps: network(maps, training=False), input_signature=input_signature)
-
-    def forward_pass(standardized_maps):
-        standardized_maps = np.asarray(standardized_maps, dtype=np.float32)
-        outputs = np.empty((len(standardized_maps),) + tuple(network.output_shape[1:]), dtype=np.float32)
-        for start in range(0, len(standardized_maps), batch_size_maps):
-            stop = start + batch_size_maps
-            outputs[start:stop] = forward_graph(tf.constant(standardized_maps[start:stop])).numpy()
-        return outputs
-
-    return forward_pass
-
-
-def bfloat16_copy_of_mass_network(network):
-    """Return a copy of the CED that computes in bfloat16 (its output layer stays float32).
-
-    The copy is `networks.build_ced` under Keras' "mixed_bfloat16" policy, with the weights of
-    `network` copied layer by layer by name (our saved CEDs and the authors' share the layer names).
-    """
-    import keras
-    import networks
-
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        copy = networks.build_ced()
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-    for layer in network.layers:
-        if layer.weights:
-            copy.get_layer(layer.name).set_weights(layer.get_weights())
-    return copy
-
-
-def standardization_directory_for(pathtrained, standardization_directory):
-    """The folder of standardisation constants that belongs with the networks in `pathtrained`.
-
-    A model folder may carry its own constants beside its weights, in
-    `<pathtrained>/standardization_files/` (the general model, `trained_piDOC/general/`, does): a
-    network only makes sense on inputs standardised the way it was trained, so those win. Otherwise
-    `standardization_directory` is used (the reproduction keeps its constants in `input_files/`, as
-    the original π-DOC did).
-    """
-    beside_weights = Path(pathtrained) / STANDARDIZATION_SUBDIRECTORY
-    return beside_weights if beside_weights.is_dir() else Path(standardization_directory)
-
-
-def load_piDOC(pathtrained, standardization_directory):
-    """Read the standardisation constants and both trained networks, checking every file.
-
-    The constants come from `<pathtrained>/standardization_files/` when that folder exists, else from
-    `standardization_directory` (see `standardization_directory_for`).
-
-    Returns
-    -------
-    dict
-        "constants" (see `standardization.read_standardization`), "mass_network" (CED, in
-        `MASS_NETWORK_COMPUTE_DTYPE`), "distance_age_network" (CNN) and "standardization_directory"
-        (the folder the constants were read from).
-    """
-    standardization_directory = standardization_directory_for(pathtrained, standardization_directory)
-    constants = standardization.read_standardization(standardization_directory)
-    mass_network = load_network(pathtrained, "CED")
-    if MASS_NETWORK_COMPUTE_DTYPE == "bfloat16":
-        mass_network = bfloat16_copy_of_mass_network(mass_network)
-    elif MASS_NETWORK_COMPUTE_DTYPE != "float32":
-        raise ValueError(f"MASS_NETWORK_COMPUTE_DTYPE must be 'float32' or 'bfloat16', not {MASS_NETWORK_COMPUTE_DTYPE!r}")
-    return {
-        "constants": constants,
-        "mass_network": mass_network,
-        "distance_age_network": load_network(pathtrained, "CNN"),
-        "standardization_directory": str(standardization_directory),
-    }
-
-
-def predict_with_piDOC(piDOC, log_flux_maps):
-    """Predict mass maps and [distance, age] for checked flux maps; nothing is written.
-
-    Parameters
-    ----------
-    piDOC : dict
-        As returned by `load_piDOC`.
-    log_flux_maps : numpy.ndarray, shape (N, 160, 160, 1)
-        Output of `check_flux_maps`.
-
-    Returns
-    -------
-    predicted_log_mass_maps : numpy.ndarray, (N, 160, 160, 1) float32, log10 M☉ per pixel
-    predicted_distance_age : numpy.ndarray, (N, 2) float32, [distance kpc, age Gyr]
-    seconds_per_map : dict
-        Wall time per map of the CED and the CNN (graph tracing included).
-    """
-    constants = piDOC["constants"]
-    # CB21 §3: the networks were trained on inputs standardised with the training set's scalars.
-    standardized_flux = standardization.standardize(log_flux_maps, constants["luminosity_mean"], constants["luminosity_std"])
-    number_of_maps = len(standardized_flux)
-
-    start = time.perf_counter()
-    mass_forward_pass = make_forward_pass(piDOC["mass_network"], MASS_NETWORK_BATCH_MAPS)
-    predicted_log_mass_maps = standardization.destandardize(
-        mass_forward_pass(standardized_flux), constants["mass_mean"], constants["mass_std"]
-    )
-    mass_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
-    distance_age_forward_pass = make_forward_pass(piDOC["distance_age_network"], DISTANCE_AGE_NETWORK_BATCH_MAPS)
-    # One scalar mean and std are shared by distance and age (paper-CB21.md §6).
-    predicted_distance_age = standardization.destandardize(
-        distance_age_forward_pass(standardized_flux), constants["distance_age_mean"], constants["distance_age_std"]
-    )
-    distance_age_seconds = time.perf_counter() - start
-    seconds_per_map = {"CED": mass_seconds / number_of_maps, "CNN": distance_age_seconds / number_of_maps}
-    return predicted_log_mass_maps, predicted_distance_age, seconds_per_map
-
-
 def make_predictions(pathtrained, pathinput, pathprediction, L_testset):
     """Predict mass maps, distances and ages of flux maps with π-DOC, and save them.
 
@@ -426,8 +76,9 @@ def make_predictions(pathtrained, pathinput, pathprediction, L_testset):
 
     Parameters
     ----------
-    pathtrained : str or Path
-        Folder of the trained networks (CED and CNN; see `load_network`).
+    pathtrained : str, Path or pidoc.model.TrainedModel
+        The trained model folder (of either architecture; `pidoc.model.open_model`), or the
+        folder already opened.
     pathinput : str or Path
         Folder whose `standardization_files/` holds the six training-set constants; constants stored
         beside the weights, in `<pathtrained>/standardization_files/`, take precedence.
@@ -449,16 +100,15 @@ def make_predictions(pathtrained, pathinput, pathprediction, L_testset):
         anything is written, so the prediction folder is left as it was.
     """
     log_flux_maps = check_flux_maps(L_testset)
-    piDOC = load_piDOC(pathtrained, Path(pathinput) / STANDARDIZATION_SUBDIRECTORY)
+    model = open_model(pathtrained, Path(pathinput) / STANDARDIZATION_SUBDIRECTORY)
     number_of_maps = len(log_flux_maps)
     print("\n*******  π-DOC predictions  *******")
     print(f"total number of maps used as input: {number_of_maps}")
 
-    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = predict_with_piDOC(piDOC, log_flux_maps)
-    print(f"--> Mass predictions done for {number_of_maps} maps with the convolutional encoder-decoder (CED)")
-    print(f"CED prediction time per map: {seconds_per_map['CED']:.3f} s")
-    print(f"--> Distance and age predictions done for {number_of_maps} maps with the CNN")
-    print(f"CNN prediction time per map: {seconds_per_map['CNN']:.3f} s")
+    predicted_log_mass_maps, predicted_distance_age, seconds_per_map = model.predict(log_flux_maps)
+    print(f"--> Mass, distance and age predictions done for {number_of_maps} maps ({model.architecture})")
+    for network_name, seconds in seconds_per_map.items():
+        print(f"{network_name} prediction time per map: {seconds:.3f} s")
 
     pathprediction = Path(pathprediction)
     pathprediction.mkdir(parents=True, exist_ok=True)
@@ -468,26 +118,12 @@ def make_predictions(pathtrained, pathinput, pathprediction, L_testset):
 
 
 # ==================================================================================================
-# 4. Statistics (CB21 §4; the definitions of the authors' code, paper-CB21.md §9), numpy only
+# 2. Statistics (CB21 §4; the definitions of the authors' code, paper-CB21.md §9), numpy only
 # ==================================================================================================
 def bin_centres(bin_edges):
     """Centres of the bins between consecutive `bin_edges`."""
     bin_edges = np.asarray(bin_edges, dtype=np.float64)
     return 0.5 * (bin_edges[1:] + bin_edges[:-1])
-
-
-def assign_bins(values, bin_edges):
-    """Index of the bin holding each value, or −1 outside the bins.
-
-    Bin i is the half-open interval [edge_i, edge_{i+1}), as in the authors' code; a value equal to
-    the last edge, below the first edge, or not finite belongs to no bin.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    bin_edges = np.asarray(bin_edges, dtype=np.float64)
-    index = np.searchsorted(bin_edges, values, side="right") - 1
-    outside = ~np.isfinite(values) | (values < bin_edges[0]) | (values >= bin_edges[-1])
-    index[outside] = -1
-    return index
 
 
 def mean_and_std_per_bin(bin_index, quantity, number_of_bins):
@@ -567,12 +203,6 @@ def residual_summary(residuals):
         return {"median": math.nan, "percentile_16": math.nan, "percentile_84": math.nan, "count": 0}
     percentile_16, median, percentile_84 = np.percentile(residuals, [16.0, 50.0, 84.0])
     return {"median": float(median), "percentile_16": float(percentile_16), "percentile_84": float(percentile_84), "count": int(residuals.size)}
-
-
-def total_log_mass(log_mass_maps):
-    """log10 of the total mass in each map, log10 Σ 10^pixel (CB21 Fig. 6); shape (N,)."""
-    log_mass_maps = np.asarray(log_mass_maps, dtype=np.float64)
-    return np.log10(np.sum(10.0**log_mass_maps.reshape(len(log_mass_maps), -1), axis=1))
 
 
 def pixel_mass_statistics(true_log_mass_maps, predicted_log_mass_maps, bin_edges=PIXEL_MASS_BIN_EDGES_LOG_MSUN):
@@ -671,88 +301,6 @@ def distance_statistics(true_distance_kpc, predicted_distance_kpc):
 
 
 # --- Mass-to-light ratio (beyond the public code; CB21 abstract: global M/L_V to 12 %) -------------
-def luminosity_maps_lsun(log_flux_maps, distance_kpc):
-    """V-band luminosity per pixel, L = F · 4π D² in L☉, from log10 F (L☉ kpc⁻²) and D (kpc) per map.
-
-    A distance that is not positive (the CNN's output is unconstrained) gives NaN maps.
-    """
-    log_flux_maps = np.asarray(log_flux_maps, dtype=np.float64)
-    distance_kpc = np.asarray(distance_kpc, dtype=np.float64).reshape((-1,) + (1,) * (log_flux_maps.ndim - 1))
-    with np.errstate(invalid="ignore"):
-        area_factor_kpc2 = np.where(distance_kpc > 0, 4.0 * np.pi * distance_kpc**2, np.nan)
-    return 10.0**log_flux_maps * area_factor_kpc2
-
-
-def positive_log10(values):
-    """log10 of positive values; NaN (not an error) for zero, negative or non-finite ones."""
-    values = np.asarray(values, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.isfinite(values) & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan)
-
-
-def scalar_variables(log_flux_maps, log_mass_maps, distance_age):
-    """The four map-level quantities, in the variables the intervals and the domain verdict use.
-
-    Parameters
-    ----------
-    log_flux_maps, log_mass_maps : numpy.ndarray, (N, 160, 160, 1)
-    distance_age : numpy.ndarray, (N, 2), [distance kpc, age Gyr]
-
-    Returns
-    -------
-    dict of numpy.ndarray, (N,)
-        "distance": log10 D; "age": Gyr; "total_mass": log10 M_tot in the field; "mass_to_light":
-        log10 of M_tot / L_tot with L = F · 4π D² and the D given. NaN where D ≤ 0.
-    """
-    distance_age = np.asarray(distance_age, dtype=np.float64)
-    distance_kpc = distance_age[:, 0]
-    luminosity_lsun = luminosity_maps_lsun(log_flux_maps, distance_kpc)
-    return {
-        "distance": positive_log10(distance_kpc),
-        "age": distance_age[:, 1],
-        "total_mass": total_log_mass(log_mass_maps),
-        "mass_to_light": positive_log10(global_mass_to_light(log_mass_maps, luminosity_lsun)),
-    }
-
-
-def light_weighted_centre_pixels(log_flux_map):
-    """Light-weighted centre (row, column) of one flux map, in pixel units (the flux fixes it, not D)."""
-    flux = 10.0 ** np.asarray(log_flux_map, dtype=np.float64).reshape(MAP_PIXELS, MAP_PIXELS)
-    rows, columns = np.indices(flux.shape)
-    return float(np.sum(flux * rows) / flux.sum()), float(np.sum(flux * columns) / flux.sum())
-
-
-def radius_map_arcsec(centre_pixels):
-    """Distance of every pixel centre from `centre_pixels` (row, column), in arcsec."""
-    rows, columns = np.indices((MAP_PIXELS, MAP_PIXELS))
-    return np.hypot(rows - centre_pixels[0], columns - centre_pixels[1]) * PIXEL_SCALE_ARCSEC
-
-
-def mass_to_light_profile(log_mass_map, luminosity_map_lsun, centre_pixels, radius_edges_arcsec):
-    """M/L_V in annuli: Σ mass / Σ luminosity over the pixels whose centres fall in each annulus.
-
-    Annulus k holds radii in [edge_k, edge_{k+1}). Annuli without light give NaN.
-    """
-    mass_msun = 10.0 ** np.asarray(log_mass_map, dtype=np.float64).reshape(MAP_PIXELS, MAP_PIXELS)
-    luminosity_lsun = np.asarray(luminosity_map_lsun, dtype=np.float64).reshape(MAP_PIXELS, MAP_PIXELS)
-    annulus_index = assign_bins(radius_map_arcsec(centre_pixels), radius_edges_arcsec)
-    inside = annulus_index >= 0
-    number_of_annuli = len(radius_edges_arcsec) - 1
-    mass_per_annulus = np.bincount(annulus_index[inside], weights=mass_msun[inside], minlength=number_of_annuli)
-    light_per_annulus = np.bincount(annulus_index[inside], weights=luminosity_lsun[inside], minlength=number_of_annuli)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(light_per_annulus > 0, mass_per_annulus / light_per_annulus, np.nan)
-
-
-def global_mass_to_light(log_mass_maps, luminosity_maps_lsun):
-    """Global M/L_V of each map: total mass over total luminosity in the field; shape (N,)."""
-    log_mass_maps = np.asarray(log_mass_maps, dtype=np.float64)
-    number_of_maps = len(log_mass_maps)
-    mass_msun = np.sum(10.0**log_mass_maps.reshape(number_of_maps, -1), axis=1)
-    luminosity_lsun = np.sum(np.asarray(luminosity_maps_lsun, dtype=np.float64).reshape(number_of_maps, -1), axis=1)
-    return mass_msun / luminosity_lsun
-
-
 def percent_error(predicted, true):
     """100 |predicted − true| / true, element by element."""
     predicted = np.asarray(predicted, dtype=np.float64)
@@ -892,19 +440,12 @@ def mass_decade_table_rows(rows, targets=GENERAL_MODEL_TARGETS):
 
 
 # ==================================================================================================
-# 5. Figures and tables (CB21 Figs 4, 5, 6, 8, 9; paper-CB21.md §10b)
+# 3. Figures and tables (CB21 Figs 4, 5, 6, 8, 9; paper-CB21.md §10b)
 # ==================================================================================================
 def choose_mosaic_maps(number_of_maps, random_seed=MOSAIC_RANDOM_SEED):
     """Indices of the (up to) four maps of the mosaic, drawn without replacement with a seeded generator."""
     count = min(MOSAIC_MAPS, number_of_maps)
     return sorted(int(index) for index in np.random.default_rng(random_seed).choice(number_of_maps, size=count, replace=False))
-
-
-def write_table(path, rows, headers=(), floatfmt=".2f", disable_numparse=False):
-    """Write a `tabulate` table to a text file atomically and return its text."""
-    text = tabulate(rows, headers=headers, floatfmt=floatfmt, disable_numparse=disable_numparse) + "\n"
-    save_text(path, text)
-    return text
 
 
 def display_mosaic_prediction(pathprediction, log_flux_maps, true_log_mass_maps, true_distance_age,
@@ -981,7 +522,7 @@ def plot_predicted_vs_true(path, true_values, predicted_values, bin_edges, xi, m
     colour scale, with the 1:1 line. Left: μ against the predicted bin centre. Bottom: ξ against the
     true bin centre. Layout: GridSpec 2×3, width ratios [1, 3, 0.25], height ratios [3, 1].
     With `predicted_intervals` = (lower, upper), each value is also drawn with its interval as an
-    error bar (uncertainty.py's calibrated 68 % intervals).
+    error bar (pidoc/calibration/uncertainty.py's calibrated 68 % intervals).
     """
     low, high = bin_edges[0], bin_edges[-1]
     counts, _, _ = np.histogram2d(np.ravel(true_values), np.ravel(predicted_values), bins=(bin_edges, bin_edges))
@@ -1248,26 +789,3 @@ def display_mass_to_light_profiles(pathprediction, log_flux_maps, true_log_mass_
     save_figure(figure, Path(pathprediction) / "Mass_to_light_true_vs_predicted.png", dpi=150)
     print("--> Figure of mass-to-light profiles and global M/L_V saved")
     return statistics
-
-
-# ==================================================================================================
-# 6. Numbers for machines: a JSON-friendly copy of any statistics dict
-# ==================================================================================================
-def to_json_ready(value):
-    """Convert numpy scalars and arrays to Python numbers and lists, NaN to None, recursively."""
-    if isinstance(value, dict):
-        return {str(key): to_json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_ready(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return to_json_ready(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    return value
-
-
-def save_json(path, statistics):
-    """Write `statistics` as JSON atomically."""
-    return save_text(path, json.dumps(to_json_ready(statistics), indent=2) + "\n")

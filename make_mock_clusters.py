@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-import mock_clusters
-import standardization
-import stellar_evolution
+from pidoc import standardization
+from pidoc.mocks import clusters as mock_clusters
+from pidoc.mocks import stellar_evolution
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 OUTPUT_DIRECTORY = "data"

@@ -6,7 +6,7 @@
 
 With no image it runs on the shipped example, `examples/synthetic_hst_cluster.fits` (a held-out mock
 cluster observed as by HST; `scripts/make_synthetic_observation.py`), and writes to
-`predictions/observation_example/`. The chain from image to map is `observations.py`; the formulas
+`predictions/observation_example/`. The chain from image to map is `pidoc/observations.py`; the formulas
 and their sources are in docs/observations.md. The settings below are the defaults of the flags.
 
 Outputs, in the output folder (each written to a temporary name, then renamed):
@@ -24,8 +24,11 @@ from pathlib import Path
 import numpy as np
 
 import functions
-import observations
-import uncertainty
+from pidoc import observations, quantities
+from pidoc.calibration import uncertainty
+from pidoc.frame import MAP_HALF_WIDTH_ARCSEC, MAP_PIXELS
+from pidoc.io import check_flux_maps, save_figure, write_table
+from pidoc.model import open_model
 
 PROJECT_DIRECTORY = Path(__file__).resolve().parent
 # --- Settings: the defaults of the command-line flags ----------------------------------------------
@@ -82,14 +85,14 @@ def parse_arguments(argv=None):
     return parser.parse_args(argv)
 
 
-def summarize_predictions(trained_directory, output_directory, log_flux_maps, predicted_log_mass_maps,
+def summarize_predictions(model, output_directory, log_flux_maps, predicted_log_mass_maps,
                           predicted_distance_age, map_names, extra_domain_reasons):
-    """Intervals and the domain verdict (`uncertainty.py`), written beside the predictions.
+    """Intervals and the domain verdict (`pidoc/calibration/uncertainty.py`), written beside the predictions.
 
     A model folder without `calibration.json` gives point values and the verdict `unchecked` (or
     `outside`, for a physical limit or a reason of the image pipeline).
     """
-    rows, pixel_bounds = uncertainty.summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
+    rows, pixel_bounds = uncertainty.summarize(model, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
                                                map_names=map_names, extra_domain_reasons=extra_domain_reasons)
     uncertainty.write_prediction_summary(output_directory, rows, pixel_bounds)
     return rows
@@ -114,7 +117,7 @@ def plot_observation(path, result, log_flux_map, predicted_log_mass_map, distanc
     axes[0].set_title("image (sky-subtracted) and π-DOC's frame")
     axes[0].set_xticks([])
     axes[0].set_yticks([])
-    extent = [-functions.MAP_HALF_WIDTH_ARCSEC, functions.MAP_HALF_WIDTH_ARCSEC] * 2
+    extent = [-MAP_HALF_WIDTH_ARCSEC, MAP_HALF_WIDTH_ARCSEC] * 2
     image = axes[1].imshow(log_flux_map, origin="lower", extent=extent, vmin=functions.FLUX_COLOUR_RANGE_LOG[0] - 1,
                            vmax=max(functions.FLUX_COLOUR_RANGE_LOG[1], float(log_flux_map.max())), cmap="magma")
     figure.colorbar(image, ax=axes[1], label=functions.FLUX_LABEL)
@@ -127,16 +130,16 @@ def plot_observation(path, result, log_flux_map, predicted_log_mass_map, distanc
         axis.set_xlabel("Δx (″)")
         axis.set_ylabel("Δy (″)")
     edges = functions.MASS_TO_LIGHT_RADIUS_EDGES_ARCSEC
-    luminosity = functions.luminosity_maps_lsun(log_flux_map[None], [distance_kpc])[0]
-    centre_pixels = (0.5 * functions.MAP_PIXELS - 0.5, 0.5 * functions.MAP_PIXELS - 0.5)
-    profile = functions.mass_to_light_profile(predicted_log_mass_map, luminosity, centre_pixels, edges)
+    luminosity = quantities.luminosity_maps_lsun(log_flux_map[None], [distance_kpc])[0]
+    centre_pixels = (0.5 * MAP_PIXELS - 0.5, 0.5 * MAP_PIXELS - 0.5)
+    profile = quantities.mass_to_light_profile(predicted_log_mass_map, luminosity, centre_pixels, edges)
     axes[3].step(functions.bin_centres(edges), profile, where="mid", color="tab:blue")
     axes[3].set_xlabel("R (″) from the centre")
     axes[3].set_ylabel("M/L_V (M☉/L☉)")
     axes[3].set_title(f"M/L_V profile at D = {distance_kpc:.1f} kpc (π-DOC)")
     figure.suptitle(f"π-DOC on {result['source_path'].name}", y=1.0)
     figure.tight_layout()
-    return functions.save_figure(figure, path, dpi=110, bbox_inches="tight")
+    return save_figure(figure, path, dpi=110, bbox_inches="tight")
 
 
 def main(argv=None):
@@ -158,16 +161,17 @@ def main(argv=None):
         image_path, ra_deg=arguments.ra, dec_deg=arguments.dec, hdu=arguments.hdu,
         zeropoint_vega=arguments.zeropoint_vega, ebv=arguments.ebv, psf_fwhm_arcsec=arguments.psf_fwhm_arcsec,
         background=arguments.background, units=arguments.units)
-    log_flux_maps = functions.check_flux_maps(result["log_flux_map"])
+    log_flux_maps = check_flux_maps(result["log_flux_map"])
     observations.input_map_header(result)  # a header that cannot be written fails here, before any output
+    model = open_model(trained_directory, STANDARDIZATION_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY)
     predicted_log_mass_maps, predicted_distance_age = functions.make_predictions(
-        trained_directory, STANDARDIZATION_DIRECTORY, output_directory, log_flux_maps)
+        model, STANDARDIZATION_DIRECTORY, output_directory, log_flux_maps)
 
     observations.write_input_map(output_directory, result)
-    functions.write_table(output_directory / REPORT_FILE, result["report"], headers=("step", "value"), disable_numparse=True)
+    write_table(output_directory / REPORT_FILE, result["report"], headers=("step", "value"), disable_numparse=True)
     map_name = image_path.stem
     reasons = ["; ".join(result["domain_reasons"]) or None]
-    rows = summarize_predictions(trained_directory, output_directory, log_flux_maps, predicted_log_mass_maps,
+    rows = summarize_predictions(model, output_directory, log_flux_maps, predicted_log_mass_maps,
                                  predicted_distance_age, [map_name], reasons)
     plot_observation(output_directory / FIGURE_FILE, result, log_flux_maps[0, ..., 0], predicted_log_mass_maps[0, ..., 0],
                      float(predicted_distance_age[0, 0]))

@@ -14,7 +14,7 @@ figures and statistics on them:
 7. `display_mass_to_light_profiles`: M/L_V profiles and global M/L_V (beyond the public code).
 
 Beyond the original, every prediction gets calibrated 68 % and 95 % intervals and a domain verdict
-(`uncertainty.py`, calibrated by `calibrate_piDOC.py`): `predictions_summary.csv` / `.txt` (one row
+(`pidoc/calibration/uncertainty.py`, calibrated by `calibrate_piDOC.py`): `predictions_summary.csv` / `.txt` (one row
 per map), `predictionM_intervals.npy` (per-pixel bounds), one warning line per map outside the
 domain, error bars in the Fig. 8 and 9 equivalents, "D = 27 ± 3 kpc" labels in the mosaic, and the
 coverage of the intervals on these maps (`Interval_coverage.png`, `interval_coverage.txt`). The
@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-import coverage
 import functions
-import uncertainty
+from pidoc.calibration import coverage, uncertainty
+from pidoc.io import read_cluster_ids
+from pidoc.model import open_model
 
 PROJECT_DIRECTORY = Path(__file__).resolve().parent
 pathtrained = PROJECT_DIRECTORY / "trained_piDOC"   # the trained CED and CNN (and their calibration.json)
@@ -64,14 +65,15 @@ def main(pathtrained=pathtrained, pathinput=pathinput, pathprediction=pathpredic
     M_testset = np.load(pathinput / "mass_testset.npy")
     distanceage_testset = np.load(pathinput / "distance_age_testset.npy")
 
-    # Part 1: apply π-DOC.
-    prediction_M, prediction_distanceage = functions.make_predictions(pathtrained, pathinput, pathprediction, L_testset)
+    # Part 1: apply π-DOC. The model folder (networks, constants, calibration) is opened once.
+    model = open_model(pathtrained, pathinput / functions.STANDARDIZATION_SUBDIRECTORY)
+    prediction_M, prediction_distanceage = functions.make_predictions(model, pathinput, pathprediction, L_testset)
 
-    # Part 1b: calibrated intervals and a domain verdict for every map (uncertainty.py), beside the
+    # Part 1b: calibrated intervals and a domain verdict for every map (pidoc/calibration/uncertainty.py), beside the
     # original outputs; one warning line per map that π-DOC should not be trusted on.
     distance_intervals = age_intervals = half_widths = None
     if intervals:
-        summary_rows, pixel_bounds = uncertainty.summarize(pathtrained, L_testset, prediction_M, prediction_distanceage)
+        summary_rows, pixel_bounds = uncertainty.summarize(model, L_testset, prediction_M, prediction_distanceage)
         for path in uncertainty.write_prediction_summary(pathprediction, summary_rows, pixel_bounds):
             print(f"file {path} saved")
         for line in uncertainty.warning_lines(summary_rows):
@@ -93,10 +95,10 @@ def main(pathtrained=pathtrained, pathinput=pathinput, pathprediction=pathpredic
                                              prediction_distanceage, random_seed=random_seed)
 
     # Part 3: how often the intervals hold the truth on these maps, counted by cluster.
-    calibration = uncertainty.load_calibration(pathtrained, required=False) if intervals else None
+    calibration = model.calibration if intervals else None
     if calibration is not None and (pathinput / TEST_METADATA_FILE).is_file():
         report = coverage.coverage_report(calibration, L_testset, M_testset, distanceage_testset, prediction_M,
-                                             prediction_distanceage, functions.read_cluster_ids(pathinput / TEST_METADATA_FILE))
+                                             prediction_distanceage, read_cluster_ids(pathinput / TEST_METADATA_FILE))
         coverage.write_coverage_outputs(pathprediction, report)
         print(f"--> Interval coverage on {report['number_of_clusters']} clusters saved")
     return prediction_M, prediction_distanceage

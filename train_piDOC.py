@@ -19,7 +19,7 @@ command-line flag of the same name). The method, in the order the code follows i
    the optimiser starts afresh. Such weights expect inputs standardised as they were trained, so
    `--standardization-directory` can name the constants to use instead of the data set's own; the
    constants used are then written beside the exported networks (`<output>/standardization_files/`),
-   where `functions.load_piDOC` finds them.
+   where `pidoc.model.open_model` finds them.
 6. Bookkeeping. After every epoch: a row of the CSV log, the full training state (model and
    optimiser in a `.keras` file, plus a JSON of counters and the Generator state) in the run
    directory, and, when the validation loss is the lowest so far, the network exported to the
@@ -42,8 +42,8 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-import networks
-import standardization
+from pidoc import networks, standardization
+from pidoc.model import PAPER_ARCHITECTURE, write_architecture_record
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 DATA_DIRECTORY = "data"
@@ -267,6 +267,8 @@ def export_network(model, network, output_directory):
     name = network.upper()
     output_directory.mkdir(parents=True, exist_ok=True)
     networks.save_model(exported, output_directory / f"{name}.json", output_directory / f"{name}.weights.h5")
+    # The record that tells `pidoc.model.open_model` which networks the folder holds.
+    write_architecture_record(output_directory, PAPER_ARCHITECTURE)
 
 
 def save_training_state(model, run_directory, state):
@@ -289,7 +291,7 @@ def save_training_state(model, run_directory, state):
 def warm_start(model, initial_weights_directory):
     """Copy the weights of the network exported in `initial_weights_directory` into `model`.
 
-    The architectures are the same (`networks.py`), so the weights copy variable for variable; under
+    The architectures are the same (`pidoc/networks.py`), so the weights copy variable for variable; under
     mixed precision the float32 master weights take them. The optimiser's moments stay at zero.
     """
     name = model.name  # "CED" or "CNN" (networks.build_ced / build_cnn)

@@ -1,6 +1,6 @@
 """Inference speed of π-DOC's two networks: our batched graph call against plain `model.predict`.
 
-`functions.make_predictions` runs each network through `functions.make_forward_pass`: a traced
+`functions.make_predictions` runs each network through `pidoc.model.make_forward_pass`: a traced
 `network(maps, training=False)` call on fixed-size batches. This script times that exact code path
 and, in the same process on the same maps, the baseline a Keras user would write,
 `model.predict(maps)` in float32 (batch size 32, Keras' default). Both are warmed up first (graph
@@ -11,7 +11,7 @@ It prints maps per second for the CED (mass maps) and the CNN (distance and age)
 and the largest deviation between the two, in physical units: dex for the mass maps, kpc and Gyr
 for distance and age. The goal: at least 2× faster, with mass maps within 0.01 dex and distances
 and ages within 0.1 of the baseline. While make_predictions runs the CED in float32
-(`functions.MASS_NETWORK_COMPUTE_DTYPE`), a third row measures the bfloat16 CED as a candidate: its
+(`pidoc.model.MASS_NETWORK_COMPUTE_DTYPE`), a third row measures the bfloat16 CED as a candidate: its
 deviation on the trained weights decides whether that switch is allowed.
 
 Usage:
@@ -32,7 +32,9 @@ PROJECT_DIRECTORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIRECTORY))
 
 import functions  # noqa: E402  (the project folder must be on the path first)
-import standardization  # noqa: E402
+from pidoc import standardization  # noqa: E402
+from pidoc import model as pidoc_model  # noqa: E402
+from pidoc import io as pidoc_io  # noqa: E402
 
 BASELINE_BATCH_MAPS = 32   # the default batch size of keras.Model.predict
 MASS_TOLERANCE_DEX = 0.01
@@ -57,28 +59,28 @@ def time_interleaved(baseline_run, our_run, repeats):
 
 def benchmark(maps_path, trained_directory, standardization_directory, repeats):
     """Time both networks both ways; return one table row per network (and per CED precision)."""
-    log_flux_maps = functions.check_flux_maps(np.load(maps_path))
+    log_flux_maps = pidoc_io.check_flux_maps(np.load(maps_path))
     # Our side is exactly what make_predictions loads; the baseline is the same weights in float32.
-    piDOC = functions.load_piDOC(trained_directory, standardization_directory)
-    constants = piDOC["constants"]
-    float32_mass_network = functions.load_network(trained_directory, "CED")
+    model = pidoc_model.open_model(trained_directory, standardization_directory)
+    constants = model.constants
+    float32_mass_network = pidoc_model.load_network(trained_directory, "CED")
     standardized_flux = standardization.standardize(log_flux_maps, constants["luminosity_mean"], constants["luminosity_std"])
     number_of_maps = len(standardized_flux)
 
     cases = [
-        (f"CED ({functions.MASS_NETWORK_COMPUTE_DTYPE}, used)", float32_mass_network, piDOC["mass_network"],
-         functions.MASS_NETWORK_BATCH_MAPS, constants["mass_std"]),
-        ("CNN (float32, used)", piDOC["distance_age_network"], piDOC["distance_age_network"],
-         functions.DISTANCE_AGE_NETWORK_BATCH_MAPS, constants["distance_age_std"]),
+        (f"CED ({pidoc_model.MASS_NETWORK_COMPUTE_DTYPE}, used)", float32_mass_network, model.networks["CED"],
+         pidoc_model.MASS_NETWORK_BATCH_MAPS, constants["mass_std"]),
+        ("CNN (float32, used)", model.networks["CNN"], model.networks["CNN"],
+         pidoc_model.DISTANCE_AGE_NETWORK_BATCH_MAPS, constants["distance_age_std"]),
     ]
-    if functions.MASS_NETWORK_COMPUTE_DTYPE == "float32":
+    if pidoc_model.MASS_NETWORK_COMPUTE_DTYPE == "float32":
         # The faster precision make_predictions does not use yet, measured for the record.
-        cases.append(("CED (bfloat16, candidate)", float32_mass_network, functions.bfloat16_copy_of_mass_network(float32_mass_network),
-                      functions.MASS_NETWORK_BATCH_MAPS, constants["mass_std"]))
+        cases.append(("CED (bfloat16, candidate)", float32_mass_network, pidoc_model.bfloat16_copy_of_mass_network(float32_mass_network),
+                      pidoc_model.MASS_NETWORK_BATCH_MAPS, constants["mass_std"]))
 
     rows = []
     for label, baseline_network, our_network, batch_size_maps, output_std in cases:
-        forward_pass = functions.make_forward_pass(our_network, batch_size_maps)
+        forward_pass = pidoc_model.make_forward_pass(our_network, batch_size_maps)
         baseline_output, our_output, baseline_seconds, our_seconds = time_interleaved(
             lambda: baseline_network.predict(standardized_flux, batch_size=BASELINE_BATCH_MAPS, verbose=0),
             lambda: forward_pass(standardized_flux), repeats)

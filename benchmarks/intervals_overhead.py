@@ -1,11 +1,11 @@
 """What the calibrated intervals and domain verdicts cost: the driver with and without them.
 
 `piDOC_predictions.main` is run on the committed test maps into a temporary folder, alternately with
-`intervals=False` (the original outputs only) and `intervals=True` (plus uncertainty.py's summary,
+`intervals=False` (the original outputs only) and `intervals=True` (plus pidoc/calibration/uncertainty.py's summary,
 per-pixel bounds, verdicts, error bars and the coverage figure), after one warm-up run of each, so
 TensorFlow's graph tracing is not counted and both see the same load. It prints the median and best
 wall time of each and their ratio, and the same for the interval step alone
-(`uncertainty.summarize`). The goal: the driver with intervals takes at most 1.5× the time without.
+(`pidoc.calibration.uncertainty.summarize`). The goal: the driver with intervals takes at most 1.5× the time without.
 
 Usage: python3 benchmarks/intervals_overhead.py [--repeats 3]
 """
@@ -25,7 +25,8 @@ PROJECT_DIRECTORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIRECTORY))
 
 import piDOC_predictions  # noqa: E402  (the project folder must be on the path first)
-import uncertainty  # noqa: E402
+from pidoc.calibration import uncertainty  # noqa: E402
+from pidoc.model import open_model  # noqa: E402
 
 GOAL_RATIO = 1.5
 
@@ -55,7 +56,7 @@ def main(arguments=None):
         log_flux = np.load(piDOC_predictions.pathinput / "luminosity_V_testset.npy")
         predicted_mass = np.load(Path(directory) / "predictionM.npy")
         predicted_distance_age = np.load(Path(directory) / "predictiondistance_age.npy")
-        step = [timed(lambda: uncertainty.summarize(piDOC_predictions.pathtrained, log_flux, predicted_mass,
+        step = [timed(lambda: uncertainty.summarize(open_model(piDOC_predictions.pathtrained), log_flux, predicted_mass,
                                                     predicted_distance_age)) for _ in range(options.repeats)]
 
     without, with_intervals = statistics.median(seconds[False]), statistics.median(seconds[True])

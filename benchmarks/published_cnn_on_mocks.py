@@ -18,8 +18,8 @@ from tabulate import tabulate
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-import networks  # noqa: E402
-import standardization  # noqa: E402
+from pidoc import networks  # noqa: E402
+from pidoc import standardization  # noqa: E402
 
 SPLIT_DIRECTORY = PROJECT_ROOT / "data" / "test"
 REFERENCE_DIRECTORY = PROJECT_ROOT.parent / "shared" / "reference" / "piDOC_v0.1"

@@ -25,12 +25,14 @@ from tqdm import tqdm
 PROJECT_DIRECTORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIRECTORY))
 
-import domain  # noqa: E402  (the project folder must be on the path first)
+from pidoc.calibration import domain  # noqa: E402  (the project folder must be on the path first)
 import functions  # noqa: E402
 import make_mock_clusters  # noqa: E402
-import mock_clusters  # noqa: E402
-import stellar_evolution  # noqa: E402
-import uncertainty  # noqa: E402
+from pidoc.mocks import clusters as mock_clusters  # noqa: E402
+from pidoc.mocks import stellar_evolution  # noqa: E402
+from pidoc.calibration import uncertainty  # noqa: E402
+from pidoc.model import open_model  # noqa: E402
+from pidoc import io as pidoc_io  # noqa: E402
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 TRAINED_DIRECTORY = PROJECT_DIRECTORY / "trained_piDOC"
@@ -72,13 +74,13 @@ def main(arguments=None):
         raise ValueError(f"--clusters and --snapshots-per-cluster must be at least 1, got {options.clusters} "
                          f"and {options.snapshots_per_cluster}")
 
-    calibration = uncertainty.load_calibration(options.trained_directory)
-    piDOC = functions.load_piDOC(options.trained_directory, options.standardization_directory)
+    model = open_model(options.trained_directory, options.standardization_directory)
+    calibration = model.require_calibration()
     clusters = [cluster_maps(cluster_index, options.seed, options.snapshots_per_cluster)
                 for cluster_index in tqdm(range(options.clusters), desc="clusters")]
     log_flux = np.concatenate([maps for maps, _ in clusters])
     true_distance_kpc = np.concatenate([distance_age[:, 0] for _, distance_age in clusters])
-    predicted_log_mass, predicted_distance_age, _ = functions.predict_with_piDOC(piDOC, log_flux)
+    predicted_log_mass, predicted_distance_age, _ = model.predict(log_flux)
     verdicts = domain.verdicts(calibration, log_flux, predicted_log_mass, predicted_distance_age)
     outside = np.array([verdict == "outside" for verdict, _ in verdicts])
 
@@ -91,7 +93,7 @@ def main(arguments=None):
             + tabulate(rows, headers=["true distance (kpc)", "maps", "% outside"]) + "\n")
     print(text)
     OUTPUT_DIRECTORY.mkdir(parents=True, exist_ok=True)
-    path = functions.save_text(OUTPUT_DIRECTORY / f"{Path(options.trained_directory).resolve().name}.txt", text)
+    path = pidoc_io.save_text(OUTPUT_DIRECTORY / f"{Path(options.trained_directory).resolve().name}.txt", text)
     print(f"written: {path}")
 
 

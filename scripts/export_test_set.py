@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from functions import replace_atomically, save_array  # noqa: E402
+from pidoc.io import replace_atomically, save_array  # noqa: E402
 from write_manifest import write_manifest  # noqa: E402
 
 TEST_SPLIT_DIRECTORY = PROJECT_ROOT / "data" / "test"

@@ -34,9 +34,10 @@ PROJECT_DIRECTORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIRECTORY))
 
 import functions  # noqa: E402
-import mock_clusters  # noqa: E402
-import observations  # noqa: E402
-import stellar_evolution  # noqa: E402
+from pidoc.mocks import clusters as mock_clusters  # noqa: E402
+from pidoc import observations  # noqa: E402
+from pidoc.mocks import stellar_evolution  # noqa: E402
+from pidoc import io as pidoc_io  # noqa: E402
 
 # --- Settings ---------------------------------------------------------------------------------------
 OUTPUT_PATH = PROJECT_DIRECTORY / "examples" / "synthetic_hst_cluster.fits"
@@ -154,7 +155,7 @@ def main():
     primary.header["COMMENT"] = "Synthetic HST-like observation of a pi-DOC mock cluster; image in extension SCI."
     image = fits.CompImageHDU(counts, header=header, name="SCI", compression_type="RICE_1")
     OUTPUT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    functions.replace_atomically(OUTPUT_PATH, lambda temporary_path: fits.HDUList([primary, image]).writeto(temporary_path))
+    pidoc_io.replace_atomically(OUTPUT_PATH, lambda temporary_path: fits.HDUList([primary, image]).writeto(temporary_path))
     print(f"{OUTPUT_PATH}: {IMAGE_PIXELS}×{IMAGE_PIXELS} px of {PIXEL_SCALE_ARCSEC}″, {inside.sum()} of {inside.size} objects "
           f"in the image, L_V = {luminosity_v_lsun.sum():.0f} L☉, M = {mass_msun.sum():.0f} M☉, age {age_gyr:.2f} Gyr, "
           f"{OUTPUT_PATH.stat().st_size / 1e6:.2f} MB")

@@ -10,7 +10,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from functions import save_text  # noqa: E402
+from pidoc.io import save_text  # noqa: E402
 
 MANIFEST_FOLDERS = ("trained_piDOC", "input_files", "examples")
 

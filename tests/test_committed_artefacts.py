@@ -9,6 +9,7 @@ import pytest
 import functions
 import piDOC_predictions
 from conftest import PROJECT_ROOT
+from pidoc import io as pidoc_io
 
 INPUT_DIRECTORY = PROJECT_ROOT / "input_files"
 TRAINED_DIRECTORY = PROJECT_ROOT / "trained_piDOC"
@@ -114,7 +115,7 @@ def test_evaluate_piDOC_reports_coverage_and_domain_flags_by_cluster(tmp_path):
     shutil.copy(INPUT_DIRECTORY / "testset_metadata.csv", split / "metadata.csv")
     statistics = evaluate_piDOC.main([str(split), "--output-directory", str(tmp_path / "evaluation")])
     report = statistics["coverage"]
-    clusters = len(set(functions.read_cluster_ids(split / "metadata.csv").tolist()))
+    clusters = len(set(pidoc_io.read_cluster_ids(split / "metadata.csv").tolist()))
     assert report["number_of_clusters"] == clusters and report["number_of_maps"] == 100
     for quantity in ("distance", "age", "total_mass", "mass_to_light", "pixel_mass"):
         # 23 clusters: each coverage is known to within about ±10 points, so these bounds are loose.

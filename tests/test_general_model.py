@@ -5,8 +5,9 @@ import pytest
 
 import functions
 import make_mock_clusters
-import mock_clusters
+from pidoc.mocks import clusters as mock_clusters
 from test_mock_clusters import file_digests, linear
+from pidoc import model as pidoc_model
 
 # A tiny split of the Milky Way preset: small, young clusters with the coarse stellar tables.
 TINY_PRESET_FLAGS = [
@@ -72,17 +73,17 @@ def test_default_preset_keeps_cb21_settings_and_milky_way_preset_spans_real_mass
 
 def test_standardisation_beside_the_weights_wins(tmp_path):
     fallback = tmp_path / "input_files" / functions.STANDARDIZATION_SUBDIRECTORY
-    assert functions.standardization_directory_for(tmp_path / "model", fallback) == fallback
+    assert pidoc_model.standardization_directory_for(tmp_path / "model", fallback) == fallback
     (tmp_path / "model" / functions.STANDARDIZATION_SUBDIRECTORY).mkdir(parents=True)
-    assert functions.standardization_directory_for(tmp_path / "model", fallback) == (
+    assert pidoc_model.standardization_directory_for(tmp_path / "model", fallback) == (
         tmp_path / "model" / functions.STANDARDIZATION_SUBDIRECTORY)
 
 
 def test_warm_start_begins_from_the_given_networks_and_carries_their_constants(tmp_path):
     import keras
 
-    import networks
-    import standardization
+    from pidoc import networks
+    from pidoc import standardization
     import train_piDOC
 
     data_directory = tmp_path / "data"

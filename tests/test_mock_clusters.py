@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import make_mock_clusters
-import mock_clusters
+from pidoc.mocks import clusters as mock_clusters
 
 # A tiny data set: small clusters observed young (a 2,000-star cluster dissolves within a few Gyr
 # at these Galactocentric radii, so the ages stay below 0.3 Gyr), with the coarse stellar tables.
@@ -151,7 +151,7 @@ def test_no_cluster_is_in_two_splits(tiny_data_set):
 
 
 def test_standardisation_constants_come_from_the_training_split(tiny_data_set):
-    import standardization
+    from pidoc import standardization
 
     constants = standardization.read_standardization(tiny_data_set / "standardization_files")
     log_flux = np.load(tiny_data_set / "train" / "luminosity_V.npy").astype(np.float64)

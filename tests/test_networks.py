@@ -1,4 +1,4 @@
-"""Tests of networks.py: the two architectures against the authors' files, and model I/O.
+"""Tests of pidoc/networks.py: the two architectures against the authors' files, and model I/O.
 
 The authors' Keras 2.3.1 files (CED.json, CNN.json, CNN_100.h5) and the reference outputs of
 their CNN are read from the shared reference folder; tests that need them skip without it.
@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import pytest
 
-import networks
-from standardization import read_standardization, standardize
+from pidoc import networks
+from pidoc.standardization import read_standardization, standardize
 
 EXPECTED_PARAMETERS = {
     "CED": {"total": 2_182_241, "trainable": 2_179_681, "non_trainable": 2_560},
@@ -205,7 +205,7 @@ def test_mixed_precision_policy_applies_and_outputs_stay_float32(
 
 
 def test_module_imports_no_tensorflow():
-    """networks.py must run on any Keras 3 backend, so it imports no TensorFlow."""
+    """pidoc/networks.py must run on any Keras 3 backend, so it imports no TensorFlow."""
     tree = ast.parse(Path(networks.__file__).read_text())
     imported = []
     for node in ast.walk(tree):

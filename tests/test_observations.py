@@ -1,4 +1,4 @@
-"""observations.py and piDOC_observation.py: hand cases, round trip through synthetic FITS images,
+"""pidoc/observations.py and piDOC_observation.py: hand cases, round trip through synthetic FITS images,
 refusal of bad input, the real HST image (where ../shared has it) and the shipped example."""
 import math
 from pathlib import Path
@@ -11,8 +11,10 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 import functions
-import observations
+from pidoc import observations
+from pidoc.model import open_model
 import piDOC_observation
+from pidoc import io as pidoc_io
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TEST_MAPS = PROJECT_ROOT / "input_files" / "luminosity_V_testset.npy"
@@ -78,7 +80,7 @@ def test_point_reflection_restores_a_symmetric_map():
 @pytest.fixture(scope="module")
 def piDOC():
     trained = piDOC_observation.default_trained_directory()
-    return functions.load_piDOC(trained, PROJECT_ROOT / "input_files" / "standardization_files")
+    return open_model(trained, PROJECT_ROOT / "input_files" / "standardization_files")
 
 
 @pytest.mark.parametrize("map_index, pixel_scale_arcsec, units, rotation_deg, noise", [
@@ -104,8 +106,8 @@ def test_round_trip_recovers_the_map_its_flux_and_piDOC_answers(tmp_path, piDOC,
     flux_ratio = (10.0 ** result["log_flux_map"].astype(np.float64)).sum() / (10.0 ** original).sum()
     assert offset_dex < 0.02
     assert flux_ratio == pytest.approx(1.0, abs=0.01)
-    maps = functions.check_flux_maps(np.stack([original, result["log_flux_map"]]))
-    _, distance_age, _ = functions.predict_with_piDOC(piDOC, maps)
+    maps = pidoc_io.check_flux_maps(np.stack([original, result["log_flux_map"]]))
+    _, distance_age, _ = piDOC.predict(maps)
     print(f"map {map_index} at {pixel_scale_arcsec}″ in {units}: {offset_dex:.4f} dex, flux ratio {flux_ratio:.4f}, "
           f"ΔD {distance_age[1, 0] - distance_age[0, 0]:+.2f} kpc, Δage {distance_age[1, 1] - distance_age[0, 1]:+.3f} Gyr")
     assert abs(distance_age[1, 0] - distance_age[0, 0]) < 0.5

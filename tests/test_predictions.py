@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 import functions
-import networks
+from pidoc import networks
 import piDOC_predictions
-import standardization
+from pidoc import standardization
+from pidoc.model import ARCHITECTURE_FILE, PAPER_ARCHITECTURE, write_architecture_record
+from pidoc import io as pidoc_io
 
 # The authors' public standardisation constants (paper-CB21.md §6).
 PUBLIC_CONSTANTS = {
@@ -65,6 +67,7 @@ def trained_directory(tmp_path_factory):
     directory = tmp_path_factory.mktemp("trained_piDOC")
     networks.save_model(networks.build_ced(seed=1), directory / "CED.json", directory / "CED.weights.h5")
     networks.save_model(networks.build_cnn(seed=2), directory / "CNN.json", directory / "CNN.weights.h5")
+    write_architecture_record(directory, PAPER_ARCHITECTURE)
     return directory
 
 
@@ -91,7 +94,7 @@ def driver_run(tmp_path_factory, trained_directory, input_directory):
 def test_the_cluster_like_maps_look_like_real_ones():
     log_flux, log_mass, _ = cluster_like_maps(4, seed=7)
     assert -8.5 < np.median(log_flux) < -4.0 and log_flux.max() < -2.0
-    functions.check_flux_maps(log_flux)
+    pidoc_io.check_flux_maps(log_flux)
 
 
 def test_driver_writes_every_figure_and_table(driver_run):
@@ -168,6 +171,14 @@ def swap_the_networks(trained, inputs):
         (trained / f"swap{suffix}").rename(trained / f"CNN{suffix}")
 
 
+def remove_the_architecture_record(trained, inputs):
+    (trained / ARCHITECTURE_FILE).unlink()
+
+
+def name_an_unknown_architecture(trained, inputs):
+    (trained / ARCHITECTURE_FILE).write_text('{"architecture": "resnet-from-elsewhere"}', encoding="utf-8")
+
+
 def remove_a_standardisation_file(trained, inputs):
     (inputs / functions.STANDARDIZATION_SUBDIRECTORY / "stdmasstrain.npy").unlink()
 
@@ -202,6 +213,8 @@ BAD_INPUTS = {
     "corrupt weights": (good_maps, corrupt_cnn_weights, "CNN.weights.h5"),
     "corrupt configuration": (good_maps, corrupt_ced_json, "CED.json"),
     "swapped networks": (good_maps, swap_the_networks, "CED"),
+    "missing architecture record": (good_maps, remove_the_architecture_record, "has no architecture record .*architecture.json"),
+    "unknown architecture": (good_maps, name_an_unknown_architecture, "architecture.json names 'resnet-from-elsewhere'"),
     "missing standardisation file": (good_maps, remove_a_standardisation_file, "stdmasstrain.npy"),
     "corrupt standardisation file": (good_maps, corrupt_a_standardisation_file, "meanluminosityVtrain.npy"),
 }
@@ -237,7 +250,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        functions.replace_atomically(path, failing_writer)
+        pidoc_io.replace_atomically(path, failing_writer)
     assert path.read_text(encoding="utf-8") == "old" and sorted(tmp_path.iterdir()) == [path]
 
 
@@ -248,7 +261,7 @@ def test_the_authors_cnn_runs_through_make_predictions(reference_directory, trai
     for file_name in ("CNN.json", "CNN_100.h5"):
         shutil.copy(reference_directory / "trained_piDOC" / file_name, trained / file_name)
     # The authors' CED weights are not public; a stand-in CED sits beside their CNN.
-    for file_name in ("CED.json", "CED.weights.h5"):
+    for file_name in ("CED.json", "CED.weights.h5", ARCHITECTURE_FILE):
         shutil.copy(trained_directory / file_name, trained / file_name)
     inputs = tmp_path / "input_files"
     shutil.copytree(reference_directory / "input_files" / functions.STANDARDIZATION_SUBDIRECTORY,

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import functions
+from pidoc import quantities
+from pidoc import io as pidoc_io
 
 PIXEL_EDGES = functions.PIXEL_MASS_BIN_EDGES_LOG_MSUN
 PIXEL_CENTRES = functions.bin_centres(PIXEL_EDGES)
@@ -28,7 +30,7 @@ def maps_of_values(values, number_of_maps=2):
 def test_bins_are_half_open_like_the_authors_code():
     edges = np.array([0.0, 1.0, 2.0])
     values = [-0.1, 0.0, 0.5, 1.0, 1.999, 2.0, np.nan]
-    assert functions.assign_bins(values, edges).tolist() == [-1, 0, 0, 1, 1, -1, -1]
+    assert quantities.assign_bins(values, edges).tolist() == [-1, 0, 0, 1, 1, -1, -1]
     assert functions.bin_centres(edges).tolist() == [0.5, 1.5]
 
 
@@ -71,7 +73,7 @@ def test_perfect_total_mass_on_bin_centres_gives_zero():
     # A uniform map of pixel value v holds log10(25600 · 10^v) = v + log10(25600) in total.
     total_centres = functions.bin_centres(functions.TOTAL_MASS_BIN_EDGES_LOG_MSUN)[[2, 9, 15]]
     true_maps = np.stack([np.full(MAP_SHAPE, centre - np.log10(160 * 160)) for centre in total_centres])
-    assert np.allclose(functions.total_log_mass(true_maps), total_centres, atol=1e-12)
+    assert np.allclose(quantities.total_log_mass(true_maps), total_centres, atol=1e-12)
     statistics = functions.total_mass_statistics(true_maps, true_maps.copy())
     assert statistics["paper"]["mean"] == pytest.approx(0.0, abs=1e-9)
     assert statistics["residual_dex"]["median"] == 0.0
@@ -189,9 +191,9 @@ def test_luminosity_and_global_mass_to_light_by_hand():
     # Each pixel: F = 10^−6 L☉/kpc² at D = 10 kpc is L = 10^−6 · 4π · 10² L☉; its mass is 10^−2 M☉.
     # So M/L_V = 10^−2 / (4π · 10^−4) = 100 / (4π) = 7.9577 everywhere.
     log_flux = np.full((1,) + MAP_SHAPE, -6.0)
-    luminosity = functions.luminosity_maps_lsun(log_flux, [10.0])
+    luminosity = quantities.luminosity_maps_lsun(log_flux, [10.0])
     assert luminosity[0, 0, 0, 0] == pytest.approx(4.0 * np.pi * 1e-4)
-    assert functions.global_mass_to_light(np.full((1,) + MAP_SHAPE, -2.0), luminosity)[0] == pytest.approx(100.0 / (4.0 * np.pi))
+    assert quantities.global_mass_to_light(np.full((1,) + MAP_SHAPE, -2.0), luminosity)[0] == pytest.approx(100.0 / (4.0 * np.pi))
 
 
 def test_mass_to_light_errors_with_true_and_predicted_distance():
@@ -221,12 +223,12 @@ def test_mass_to_light_profile_by_hand():
     # M/L 10 × 100/(4π), annulus [6, 8) has 100/(4π); the light-weighted centre of a uniform map is
     # the middle of the grid, pixel (79.5, 79.5).
     log_flux = np.full(MAP_SHAPE, -6.0)
-    centre = functions.light_weighted_centre_pixels(log_flux)
+    centre = quantities.light_weighted_centre_pixels(log_flux)
     assert centre == pytest.approx((79.5, 79.5))
-    radius = functions.radius_map_arcsec(centre)
+    radius = quantities.radius_map_arcsec(centre)
     log_mass = np.where(radius < 5.0, -1.0, -2.0)
-    luminosity = functions.luminosity_maps_lsun(log_flux[np.newaxis], [10.0])[0]
-    profile = functions.mass_to_light_profile(log_mass, luminosity, centre, [0.0, 2.0, 4.0, 6.0, 8.0])
+    luminosity = quantities.luminosity_maps_lsun(log_flux[np.newaxis], [10.0])[0]
+    profile = quantities.mass_to_light_profile(log_mass, luminosity, centre, [0.0, 2.0, 4.0, 6.0, 8.0])
     base = 100.0 / (4.0 * np.pi)
     assert profile[0] == pytest.approx(10.0 * base) and profile[1] == pytest.approx(10.0 * base)
     assert profile[3] == pytest.approx(base)
@@ -237,17 +239,17 @@ def test_light_weighted_centre_of_an_offset_source():
     # All light in one pixel (row 100, column 40): the centre is that pixel.
     log_flux = np.full(MAP_SHAPE, -30.0)
     log_flux[100, 40, 0] = -3.0
-    assert functions.light_weighted_centre_pixels(log_flux) == pytest.approx((100.0, 40.0), abs=1e-9)
+    assert quantities.light_weighted_centre_pixels(log_flux) == pytest.approx((100.0, 40.0), abs=1e-9)
 
 
 # --- Input checks (pure numpy, no network needed) -----------------------------------------------
 def test_map_shapes_accepted_and_refused():
     single = np.full((160, 160), -5.0)
-    assert functions.check_flux_maps(single).shape == (1, 160, 160, 1)
-    assert functions.check_flux_maps(np.stack([single] * 3)).shape == (3, 160, 160, 1)
+    assert pidoc_io.check_flux_maps(single).shape == (1, 160, 160, 1)
+    assert pidoc_io.check_flux_maps(np.stack([single] * 3)).shape == (3, 160, 160, 1)
     for shape in [(160, 160, 2), (2, 100, 100), (2, 160, 160, 3), (0, 160, 160, 1), (160,)]:
         with pytest.raises(ValueError, match=re_escape_shape(shape)):
-            functions.check_flux_maps(np.full(shape, -5.0))
+            pidoc_io.check_flux_maps(np.full(shape, -5.0))
 
 
 def re_escape_shape(shape):
@@ -258,8 +260,8 @@ def re_escape_shape(shape):
 def test_linear_maps_are_refused_but_real_log_maps_pass():
     log_map = np.full((160, 160), -8.0)
     log_map[70:90, 70:90] = -2.0                      # a core brighter than any real cluster's
-    functions.check_flux_maps(log_map)
+    pidoc_io.check_flux_maps(log_map)
     with pytest.raises(ValueError, match="linear"):
-        functions.check_flux_maps(10.0**log_map)        # linear F in L☉/kpc²: tiny but positive
+        pidoc_io.check_flux_maps(10.0**log_map)        # linear F in L☉/kpc²: tiny but positive
     with pytest.raises(ValueError, match="linear"):
-        functions.check_flux_maps(np.full((160, 160), 350.0))   # linear, in some larger unit
+        pidoc_io.check_flux_maps(np.full((160, 160), 350.0))   # linear, in some larger unit

@@ -7,7 +7,7 @@ at [Fe/H] = −1.5 is 0.635 (2 Gyr), 1.40 (6 Gyr) and 2.73 (12 Gyr); the coarse 
 import numpy as np
 import pytest
 
-import stellar_evolution
+from pidoc.mocks import stellar_evolution
 
 METALLICITY_FEH = -1.5
 COARSE_GRID = stellar_evolution.COARSE_GRID

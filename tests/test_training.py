@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import make_mock_clusters
-import networks
-import standardization
+from pidoc import networks
+from pidoc import standardization
 import train_piDOC
 
 # A tiny data set from the real generator: 16 training and 8 validation maps of 2,000-star

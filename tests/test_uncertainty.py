@@ -1,4 +1,4 @@
-"""Calibrated intervals (uncertainty.py), their coverage (coverage.py) and the domain verdict (domain.py), at tiny sizes.
+"""Calibrated intervals (pidoc/calibration/uncertainty.py), their coverage (pidoc/calibration/coverage.py) and the domain verdict (pidoc/calibration/domain.py), at tiny sizes.
 
 The conformal machinery is checked on synthetic residuals whose distribution is known; the domain
 verdict on maps from the project's own generators; the committed calibration file against the
@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import coverage
-import domain
+from pidoc.calibration import coverage
+from pidoc.calibration import domain
 import functions
-import out_of_domain
-import stellar_evolution
-import uncertainty
+from pidoc.mocks import out_of_domain
+from pidoc.mocks import stellar_evolution
+from pidoc.calibration import uncertainty
+from pidoc.model import open_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINED_DIRECTORY = PROJECT_ROOT / "trained_piDOC"
@@ -114,17 +115,21 @@ def test_distance_edges_flag_maps_beyond_the_calibrated_distances():
                                   (15.0, 80.0))
 
 
+def opened(directory):
+    """The model folder `directory`, opened as every driver opens it."""
+    return open_model(directory, INPUT_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY)
+
+
 @pytest.fixture(scope="module")
 def committed_calibration():
-    return uncertainty.load_calibration(TRAINED_DIRECTORY)
+    return open_model(TRAINED_DIRECTORY, INPUT_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY).require_calibration()
 
 
 @pytest.fixture(scope="module")
 def committed_predictions():
     """The committed networks' predictions of the 100 committed test maps (about 10 s on a CPU)."""
-    piDOC = functions.load_piDOC(TRAINED_DIRECTORY, INPUT_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY)
-    predicted_log_mass, predicted_distance_age, _ = functions.predict_with_piDOC(
-        piDOC, np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy"))
+    model = open_model(TRAINED_DIRECTORY, INPUT_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY)
+    predicted_log_mass, predicted_distance_age, _ = model.predict(np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy"))
     return predicted_log_mass, predicted_distance_age
 
 
@@ -168,7 +173,7 @@ def test_committed_summary_is_what_the_code_makes_now(committed_predictions):
     # The committed predictions_summary.csv of piDOC_predictions.py, recomputed with the committed
     # networks and calibration: every verdict and its reason, and the distance bounds, must match.
     log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")
-    rows, _ = uncertainty.summarize(TRAINED_DIRECTORY, log_flux, *committed_predictions)
+    rows, _ = uncertainty.summarize(opened(TRAINED_DIRECTORY), log_flux, *committed_predictions)
     with open(PROJECT_ROOT / "predictions" / uncertainty.SUMMARY_CSV_FILE, newline="") as summary:
         committed = list(csv.DictReader(summary))
     assert [row["domain"] for row in committed] == [row["domain"] for row in rows]
@@ -200,25 +205,25 @@ def test_a_corrupt_or_foreign_calibration_file_is_refused(tmp_path):
 
     path.write_text("{ not json")
     with pytest.raises(ValueError, match="calibration file .*calibration.json is corrupt"):
-        uncertainty.load_calibration(directory)
+        opened(directory).require_calibration()
     path.write_text(json.dumps({key: value for key, value in record.items() if key != "domain"}))
     with pytest.raises(ValueError, match="corrupt"):
-        uncertainty.load_calibration(directory)
+        opened(directory).require_calibration()
     broken_edges = json.loads(json.dumps(record))
     broken_edges["domain"]["distance_edges"]["sides"]["nearer"]["coefficients"] = [0.0, 1.0]
     path.write_text(json.dumps(broken_edges))
     with pytest.raises(ValueError, match="distance edge 'nearer' malformed"):
-        uncertainty.load_calibration(directory)
+        opened(directory).require_calibration()
     path.write_text(json.dumps(dict(record, format="piDOC-calibration-1")))
     with pytest.raises(ValueError, match="recalibrate"):
-        uncertainty.load_calibration(directory)
+        opened(directory).require_calibration()
     path.write_text(json.dumps(dict(record, weights_sha256={"CED.weights.h5": "0" * 64})))
     with pytest.raises(ValueError, match="other weights"):
-        uncertainty.load_calibration(directory)
+        opened(directory).require_calibration()
     path.unlink()
     with pytest.raises(FileNotFoundError, match="calibration file missing"):
-        uncertainty.load_calibration(directory)
-    assert uncertainty.load_calibration(directory, required=False) is None
+        opened(directory).require_calibration()
+    assert opened(directory).calibration is None
 
 
 def test_summary_without_calibration_checks_physics_only(tmp_path):
@@ -226,7 +231,7 @@ def test_summary_without_calibration_checks_physics_only(tmp_path):
     (directory / uncertainty.CALIBRATION_FILE).unlink()
     log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")[:2]
     predicted_maps, _ = plausible_predictions(2)
-    rows, pixel_bounds = uncertainty.summarize(directory, log_flux, predicted_maps, np.array([[30.0, 8.0], [-5.0, 8.0]]))
+    rows, pixel_bounds = uncertainty.summarize(opened(directory), log_flux, predicted_maps, np.array([[30.0, 8.0], [-5.0, 8.0]]))
     assert pixel_bounds is None
     assert np.isnan(rows[0]["distance_kpc_lo68"])
     assert rows[0]["domain"] == "unchecked"
@@ -236,7 +241,7 @@ def test_summary_without_calibration_checks_physics_only(tmp_path):
 def test_summary_writes_atomically_and_keeps_old_files_on_bad_rows(tmp_path):
     log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")[:3]
     predicted_maps, distance_age = plausible_predictions(3)
-    rows, pixel_bounds = uncertainty.summarize(TRAINED_DIRECTORY, log_flux, predicted_maps, distance_age,
+    rows, pixel_bounds = uncertainty.summarize(opened(TRAINED_DIRECTORY), log_flux, predicted_maps, distance_age,
                                                map_names=["a", "b", "c"])
     assert pixel_bounds.shape == (3, 160, 160, 5)
     # Bounds are ordered lo95 ≤ lo68 ≤ median-or-point ≤ hi68 ≤ hi95 around the prediction.

@@ -27,9 +27,9 @@ import h5py
 import keras
 import numpy as np
 
+from pidoc.frame import MAP_PIXELS, MAP_SHAPE
+
 # --- Input and output shapes (paper-CB21.md §2) --------------------------------------------------
-MAP_PIXELS = 160
-MAP_SHAPE = (MAP_PIXELS, MAP_PIXELS, 1)
 NETWORK_NAMES = ("CED", "CNN")
 
 # --- Regularisation shared by both networks (paper-CB21.md §7) -------------------------------------

@@ -17,8 +17,8 @@ Every draw comes from a generator seeded by (seed, family, index).
 import numpy as np
 from scipy import ndimage
 
-import mock_clusters
-import stellar_evolution
+from pidoc.mocks import clusters as mock_clusters
+from pidoc.mocks import stellar_evolution
 
 FAMILIES = ("massive", "extended", "smooth", "flat")
 FAMILY_CODES = {name: code for code, name in enumerate(FAMILIES)}

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-import functions
-import uncertainty
-from uncertainty import INTERVAL_LEVELS, RELIABILITY_LEVELS, SCALAR_QUANTITIES
+from pidoc import quantities
+from pidoc.calibration import uncertainty
+from pidoc.calibration.uncertainty import INTERVAL_LEVELS, RELIABILITY_LEVELS, SCALAR_QUANTITIES
+from pidoc.io import save_figure, write_table
 
 
 # ==================================================================================================
@@ -82,7 +83,7 @@ def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distanc
     """
     cluster_ids = np.asarray(cluster_ids)
     true_distance_age = np.asarray(true_distance_age, dtype=np.float64)
-    truths = functions.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
+    truths = quantities.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
     intervals = uncertainty.scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels)
     covered, widths = {}, {}
     for quantity in SCALAR_QUANTITIES:
@@ -169,12 +170,12 @@ def coverage_figure(path, report):
     figure.suptitle(f"Calibrated intervals: coverage on {report['number_of_clusters']} clusters "
                     f"({report['number_of_maps']} maps)", fontsize=10)
     figure.tight_layout()
-    return functions.save_figure(figure, path, dpi=120)
+    return save_figure(figure, path, dpi=120)
 
 
 def write_coverage_outputs(output_directory, report):
     """Write the calibration figure and its table (68 % and 95 % coverage and widths) into a folder."""
     output_directory = Path(output_directory)
     rows = coverage_rows(report)
-    functions.write_table(output_directory / COVERAGE_TABLE_FILE, rows, COVERAGE_HEADERS, disable_numparse=True)
+    write_table(output_directory / COVERAGE_TABLE_FILE, rows, COVERAGE_HEADERS, disable_numparse=True)
     return coverage_figure(output_directory / COVERAGE_FIGURE_FILE, report)

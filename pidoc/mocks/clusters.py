@@ -26,11 +26,10 @@ import scipy
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-import stellar_evolution
+from pidoc.frame import MAP_PIXELS, PIXEL_SCALE_ARCSEC
+from pidoc.mocks import stellar_evolution
 
-# --- Map geometry of π-DOC (CB21 §2; paper-CB21.md §2) -------------------------------------------
-MAP_PIXELS = 160
-PIXEL_SCALE_ARCSEC = 0.25
+# --- Map geometry of π-DOC (CB21 §2; paper-CB21.md §2; the frame's size is in pidoc.frame) -------
 ARCSEC_PER_RADIAN = 206264.806
 # A pixel with no light or mass at all would have log10 = -inf. These guards sit far below anything
 # a cluster produces inside the seeing-smoothed field (about 1e-7 L☉/kpc² and 1e-4 M☉ per pixel),

@@ -23,14 +23,13 @@ order the code follows it (details and references in docs/uncertainty.md):
    bright pixels, near and far clusters each get their own coverage.
    Coverage is guaranteed for clusters drawn like the calibration clusters (exchangeable with
    them); maps of one cluster are correlated, so the two halves and the test are split by cluster.
-4. Domain. Every summary row carries the verdict of `domain.py`, whose statistics are calibrated
-   here too; `coverage.py` measures how often the intervals hold the truth on a labelled split.
+4. Domain. Every summary row carries the verdict of `pidoc/calibration/domain.py`, whose statistics are calibrated
+   here too; `pidoc/calibration/coverage.py` measures how often the intervals hold the truth on a labelled split.
 
 The calibration result is one JSON file per model folder (`<trained folder>/calibration.json`,
 written by `calibrate_piDOC.py`), tied to the SHA-256 of the weights it was made for.
 """
 import csv
-import hashlib
 import io
 import json
 import math
@@ -39,8 +38,10 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-import domain
-import functions
+from pidoc import quantities
+from pidoc.calibration import domain
+from pidoc.frame import MAP_PIXELS
+from pidoc.io import as_map_stack, check_flux_maps, save_array, save_text
 
 # --- Files ------------------------------------------------------------------------------------------
 CALIBRATION_FILE = "calibration.json"
@@ -59,7 +60,7 @@ INTERVAL_LEVELS = (0.68, 0.95)
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95, 0.99)
 SCALAR_QUANTITIES = ("distance", "age", "total_mass", "mass_to_light")
 # What each quantity is called in the summary table, and how its calibrated variable (column 2 of
-# `functions.scalar_variables`) turns back into the reported unit.
+# `pidoc.quantities.scalar_variables`) turns back into the reported unit.
 SUMMARY_COLUMNS = {"distance": "distance_kpc", "age": "age_gyr", "total_mass": "log_total_mass_msun",
                    "mass_to_light": "mass_to_light_v"}
 MAXIMUM_AGE_GYR = domain.MAXIMUM_AGE_GYR
@@ -247,21 +248,6 @@ def interval(calibrated, point, sigma, level, groups=None):
 # ==================================================================================================
 # 5. Calibration: fit on a calibration split, save, load
 # ==================================================================================================
-def file_sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def weights_fingerprint(trained_directory):
-    """SHA-256 of the CED and CNN configuration and weight files the calibration belongs to."""
-    import networks
-
-    fingerprint = {}
-    for name in ("CED", "CNN"):
-        for path in networks.find_model_files(trained_directory, name):
-            fingerprint[Path(path).name] = file_sha256(path)
-    return fingerprint
-
-
 def split_clusters_in_halves(cluster_ids, seed=CALIBRATION_SEED):
     """Boolean mask of the maps whose cluster is in the first (σ-fitting) half; seeded, by cluster."""
     clusters = np.unique(np.asarray(cluster_ids))
@@ -272,8 +258,8 @@ def split_clusters_in_halves(cluster_ids, seed=CALIBRATION_SEED):
 def sample_pixels(number_of_maps, pixels_per_map, seed=CALIBRATION_SEED):
     """Seeded flat indices of `pixels_per_map` distinct pixels in each map; (N, pixels_per_map)."""
     rng = np.random.default_rng([seed, 1])
-    pixels_per_map = min(pixels_per_map, functions.MAP_PIXELS**2)
-    return np.stack([rng.choice(functions.MAP_PIXELS**2, pixels_per_map, replace=False) for _ in range(number_of_maps)])
+    pixels_per_map = min(pixels_per_map, MAP_PIXELS**2)
+    return np.stack([rng.choice(MAP_PIXELS**2, pixels_per_map, replace=False) for _ in range(number_of_maps)])
 
 
 def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
@@ -305,8 +291,8 @@ def fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predic
     first_half = split_clusters_in_halves(cluster_ids)
     second_half = ~first_half
     features = map_difficulty_features(log_flux_maps, predicted_distance_age)
-    truths = functions.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
-    points = functions.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    truths = quantities.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
+    points = quantities.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     groups = distance_groups(np.asarray(predicted_distance_age)[:, 0])
     scalars = {}
     for quantity in SCALAR_QUANTITIES:
@@ -357,10 +343,15 @@ def fit_domain(log_flux_maps, predicted_log_mass_maps, true_distance_age, predic
     return calibrated
 
 
-def save_calibration(trained_directory, calibration, provenance):
-    """Write `<trained_directory>/calibration.json` atomically, with the weights' fingerprint."""
-    record = dict(calibration, weights_sha256=weights_fingerprint(trained_directory), provenance=provenance)
-    return functions.save_text(Path(trained_directory) / CALIBRATION_FILE, json.dumps(record, indent=1) + "\n")
+def save_calibration(model, calibration, provenance):
+    """Write `<model folder>/calibration.json` atomically, with the fingerprint of its weights.
+
+    `model` is an opened `pidoc.model.TrainedModel`; its `calibration` is updated to the new one.
+    """
+    record = dict(calibration, weights_sha256=model.fingerprint, provenance=provenance)
+    path = save_text(model.directory / CALIBRATION_FILE, json.dumps(record, indent=1) + "\n")
+    model.calibration = json.loads(path.read_text())
+    return path
 
 
 def check_distance_edges(edges):
@@ -378,8 +369,11 @@ def check_distance_edges(edges):
         raise ValueError("distance-edge standardisation malformed")
 
 
-def load_calibration(trained_directory, required=True):
-    """Read and check `<trained_directory>/calibration.json`.
+def load_calibration(trained_directory, fingerprint, required=True):
+    """Read and check `<trained_directory>/calibration.json` against the weights' `fingerprint`.
+
+    Called by `pidoc.model.open_model`, which gives the fingerprint of the folder's network files;
+    elsewhere use the opened model's `calibration`.
 
     Returns None when the file is absent and `required` is False.
 
@@ -400,10 +394,10 @@ def load_calibration(trained_directory, required=True):
         calibration = json.loads(path.read_text())
         if calibration.get("format") != CALIBRATION_FORMAT:
             raise ValueError(f"format {calibration.get('format')!r}, expected {CALIBRATION_FORMAT!r} (made by another "
-                             f"version of uncertainty.py; recalibrate with calibrate_piDOC.py)")
+                             f"version of pidoc/calibration/uncertainty.py; recalibrate with calibrate_piDOC.py)")
         if (calibration["distance_group_edges_kpc"] != list(DISTANCE_GROUP_EDGES_KPC)
                 or calibration["pixel_group_edges_log_msun"] != list(PIXEL_GROUP_EDGES_LOG_MSUN)):
-            raise ValueError("Mondrian group edges differ from this version of uncertainty.py")
+            raise ValueError("Mondrian group edges differ from this version of pidoc/calibration/uncertainty.py")
         entries = [calibration["scalars"][quantity] for quantity in SCALAR_QUANTITIES] + [calibration["pixels"]]
         for entry, groups in zip(entries, [NUMBER_OF_DISTANCE_GROUPS] * len(SCALAR_QUANTITIES) + [NUMBER_OF_PIXEL_GROUPS]):
             table = np.asarray(entry["quantiles_per_group"], dtype=np.float64)
@@ -420,7 +414,6 @@ def load_calibration(trained_directory, required=True):
         check_distance_edges(domain_part["distance_edges"])
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"calibration file {path} is corrupt: {error}") from error
-    fingerprint = weights_fingerprint(trained_directory)
     if calibration.get("weights_sha256") != fingerprint:
         raise ValueError(f"calibration file {path} was made for other weights than those in {trained_directory} "
                          f"(SHA-256 differ); recalibrate with calibrate_piDOC.py")
@@ -440,7 +433,7 @@ def scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predic
     """
     features = map_difficulty_features(log_flux_maps, predicted_distance_age)
     groups = distance_groups(np.asarray(predicted_distance_age)[:, 0])
-    points = functions.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    points = quantities.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     intervals = {}
     for quantity in SCALAR_QUANTITIES:
         calibrated = calibration["scalars"][quantity]
@@ -494,15 +487,15 @@ def pixel_bounds_array(pixel_interval):
                            pixel_interval[0.68][1], pixel_interval[0.95][1]], axis=-1).astype(np.float32)
 
 
-def summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, map_names=None,
+def summarize(model, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, map_names=None,
               extra_domain_reasons=None):
     """One summary row per map, with intervals and the domain verdict; and the per-pixel bounds.
 
     Parameters
     ----------
-    trained_directory : str or Path
-        Model folder; its `calibration.json` is used when present. Without it, the intervals are NaN,
-        the pixel bounds None, and the verdict only checks physical limits (`unchecked` otherwise).
+    model : pidoc.model.TrainedModel
+        The opened model folder; its calibration is used when present. Without it, the intervals are
+        NaN, the pixel bounds None, and the verdict only checks physical limits (`unchecked` otherwise).
     log_flux_maps, predicted_log_mass_maps : numpy.ndarray, (N, 160, 160, 1)
     predicted_distance_age : numpy.ndarray, (N, 2)
         π-DOC's outputs, as `functions.make_predictions` returns them.
@@ -518,8 +511,8 @@ def summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predict
         point prediction, `_median`, `_lo68`, `_hi68`, `_lo95`, `_hi95`; domain; domain_reason.
     pixel_bounds : numpy.ndarray (N, 160, 160, 5) or None
     """
-    log_flux_maps = functions.check_flux_maps(log_flux_maps)
-    predicted_log_mass_maps = functions.as_map_stack(predicted_log_mass_maps, "the predicted mass maps")
+    log_flux_maps = check_flux_maps(log_flux_maps)
+    predicted_log_mass_maps = as_map_stack(predicted_log_mass_maps, "the predicted mass maps")
     predicted_distance_age = np.asarray(predicted_distance_age, dtype=np.float64).reshape(-1, 2)
     number_of_maps = len(log_flux_maps)
     if len(predicted_log_mass_maps) != number_of_maps or len(predicted_distance_age) != number_of_maps:
@@ -527,9 +520,9 @@ def summarize(trained_directory, log_flux_maps, predicted_log_mass_maps, predict
                          f"{len(predicted_distance_age)} distance-age rows")
     if extra_domain_reasons is not None and len(extra_domain_reasons) != number_of_maps:
         raise ValueError(f"extra_domain_reasons has {len(extra_domain_reasons)} entries for {number_of_maps} maps")
-    calibration = load_calibration(trained_directory, required=False)
+    calibration = model.calibration
     names = [str(name) for name in (map_names if map_names is not None else range(number_of_maps))]
-    points = functions.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    points = quantities.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     intervals = (scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
                  if calibration is not None else None)
     verdicts = domain.verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
@@ -590,10 +583,10 @@ def write_prediction_summary(output_directory, rows, pixel_bounds=None):
     table = summary_text(rows)
     output_directory = Path(output_directory)
     output_directory.mkdir(parents=True, exist_ok=True)
-    paths = [functions.save_text(output_directory / SUMMARY_CSV_FILE, buffer.getvalue()),
-             functions.save_text(output_directory / SUMMARY_TEXT_FILE, table)]
+    paths = [save_text(output_directory / SUMMARY_CSV_FILE, buffer.getvalue()),
+             save_text(output_directory / SUMMARY_TEXT_FILE, table)]
     if pixel_bounds is not None:
-        paths.append(functions.save_array(output_directory / PIXEL_BOUNDS_FILE, pixel_bounds))
+        paths.append(save_array(output_directory / PIXEL_BOUNDS_FILE, pixel_bounds))
     return paths
 
 

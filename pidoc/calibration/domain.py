@@ -33,7 +33,8 @@ import math
 import numpy as np
 from scipy import ndimage, optimize
 
-import functions
+from pidoc import quantities
+from pidoc.io import as_map_stack
 
 MAXIMUM_AGE_GYR = 14.0          # CB21 §2: snapshots from 0 to 14 Gyr; the Universe is 13.8 Gyr old
 DOMAIN_FEATURES = ("median_log_flux", "peak_log_flux", "central_light_fraction", "log_empty_fraction",
@@ -48,7 +49,7 @@ PEAK_PERCENTILE = 99.0
 CENTRAL_RADIUS_ARCSEC = 5.0
 # "Empty" pixels lie more than this below the peak: the gaps between resolved stars and the sky
 # around a cluster. A cluster ten times more massive than the training clusters fills the field with
-# light and has none (out_of_domain.py, measured in docs/uncertainty.md). The floor keeps the log
+# light and has none (pidoc/mocks/out_of_domain.py, measured in docs/uncertainty.md). The floor keeps the log
 # finite for maps without any, and stands for 25 of the 25,600 pixels.
 EMPTY_DEX_BELOW_PEAK = 2.0
 EMPTY_FRACTION_FLOOR = 1e-3
@@ -83,12 +84,12 @@ def map_statistics(log_flux_maps):
     - log10 of the fraction of "empty" pixels, more than 2 dex below the peak: how sparse;
     - log10 of the graininess (see GRAININESS_SMOOTHING_PIXELS): how much resolved stars show.
     """
-    log_flux_maps = functions.as_map_stack(log_flux_maps, "the flux maps")[..., 0].astype(np.float64)
+    log_flux_maps = as_map_stack(log_flux_maps, "the flux maps")[..., 0].astype(np.float64)
     statistics = np.empty((len(log_flux_maps), len(DOMAIN_FEATURES)))
     for index, log_flux in enumerate(log_flux_maps):
         peak = np.percentile(log_flux, PEAK_PERCENTILE)
         flux = 10.0 ** (log_flux - log_flux.max())
-        radii = functions.radius_map_arcsec(functions.light_weighted_centre_pixels(log_flux))
+        radii = quantities.radius_map_arcsec(quantities.light_weighted_centre_pixels(log_flux))
         central_fraction = flux[radii < CENTRAL_RADIUS_ARCSEC].sum() / flux.sum()
         empty = log_flux <= peak - EMPTY_DEX_BELOW_PEAK
         high_pass = log_flux - ndimage.gaussian_filter(log_flux, GRAININESS_SMOOTHING_PIXELS, mode="nearest")
@@ -161,7 +162,7 @@ def edge_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age
     Rows with a non-positive predicted distance hold NaN (the physical check flags those maps).
     """
     statistics = map_statistics(log_flux_maps) if statistics is None else np.asarray(statistics, dtype=np.float64)
-    reading = functions.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    reading = quantities.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     return np.column_stack([statistics, reading["distance"], reading["age"] / MAXIMUM_AGE_GYR, reading["total_mass"],
                             reading["mass_to_light"]])
 

@@ -37,16 +37,15 @@ from astropy.stats import sigma_clipped_stats
 from astropy.wcs import WCS, FITSFixedWarning
 from scipy import signal
 
-import functions
-import mock_clusters
+from pidoc.frame import MAP_HALF_WIDTH_ARCSEC, MAP_PIXELS, PIXEL_SCALE_ARCSEC
+from pidoc.io import replace_atomically, save_array
+from pidoc.mocks import clusters as mock_clusters
 
-# --- π-DOC's frame (CB21 §2) ------------------------------------------------------------------------
-MAP_PIXELS = functions.MAP_PIXELS                    # 160
-PIXEL_SCALE_ARCSEC = functions.PIXEL_SCALE_ARCSEC    # 0.25
+# --- π-DOC's frame (CB21 §2; 160 pixels of 0.25″, pidoc.frame) ------------------------------------
 TARGET_SEEING_FWHM_ARCSEC = 2.5                      # the Gaussian seeing of every training map
-FRAME_HALF_DIAGONAL_ARCSEC = math.sqrt(2.0) * functions.MAP_HALF_WIDTH_ARCSEC
+FRAME_HALF_DIAGONAL_ARCSEC = math.sqrt(2.0) * MAP_HALF_WIDTH_ARCSEC
 # Pixels with no light (or light cancelled by noise after sky subtraction) get the same floor as the
-# mock clusters' empty pixels, so the network sees what it saw in training (mock_clusters.py).
+# mock clusters' empty pixels, so the network sees what it saw in training (pidoc/mocks/clusters.py).
 FLUX_FLOOR_LSUN_PER_KPC2 = mock_clusters.FLUX_FLOOR_LSUN_PER_KPC2
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -788,9 +787,9 @@ def write_input_map(output_directory, result):
     output_directory = Path(output_directory)
     output_directory.mkdir(parents=True, exist_ok=True)
     log_flux_map = result["log_flux_map"].reshape(1, MAP_PIXELS, MAP_PIXELS, 1).astype(np.float32)
-    paths = [functions.save_array(output_directory / "piDOC_input_map.npy", log_flux_map)]
+    paths = [save_array(output_directory / "piDOC_input_map.npy", log_flux_map)]
     hdu = fits.PrimaryHDU(result["log_flux_map"].astype(np.float32), header=input_map_header(result))
-    paths.append(functions.replace_atomically(output_directory / "piDOC_input_map.fits",
+    paths.append(replace_atomically(output_directory / "piDOC_input_map.fits",
                                               lambda temporary_path: hdu.writeto(temporary_path)))
     return paths
 
