@@ -29,6 +29,8 @@ import numpy as np
 from matplotlib import gridspec
 from matplotlib.colors import LogNorm
 
+from pidoc.calibration.domain import MAXIMUM_AGE_GYR
+from pidoc.calibration.uncertainty import INTERVAL_TOLERANCE, OUTSIDE_MARK
 from pidoc.frame import MAP_HALF_WIDTH_ARCSEC
 from pidoc.io import as_map_stack, check_distance_age, check_flux_maps, check_matching_maps, save_array, save_figure, write_table
 from pidoc.model import open_model
@@ -362,7 +364,7 @@ GENERAL_TOTAL_MASS_BIN_EDGES_LOG_MSUN = np.linspace(3.0, 6.5, 45)
 MASS_DECADE_EDGES_LOG_MSUN = (3.0, 4.0, 5.0, 6.0, 7.0)
 # The general model's targets (trained_piDOC/general/MODEL_CARD.md).
 GENERAL_MODEL_TARGETS = {"pixel_mass_percent": 20.0, "total_mass_percent": 10.0, "mass_to_light_percent": 10.0,
-                         "age_gyr": 1.5, "distance_relative_percent": 10.0}
+                         "age_gyr": 1.0, "distance_relative_percent": 8.0}
 
 
 def relative_distance_error_percent(true_distance_kpc, predicted_distance_kpc):
@@ -434,7 +436,9 @@ def mass_decade_table_rows(rows, targets=GENERAL_MODEL_TARGETS):
     table = [["present-day mass", "maps", "pixel mass %", "total mass %", "M/L_V % (true D)", "age Gyr",
               "|ΔD|/D %", "distance kpc"]]
     for row in rows:
-        table.append([row["label"], str(row["number_of_maps"])] + [f"{row[key]:.2f}" for key in keys] + [f"{row['distance_kpc']:.2f}"])
+        # A bin average is undefined where no prediction of the decade falls in the bins.
+        table.append([row["label"], str(row["number_of_maps"])]
+                     + [format_or_reason(row[key], ".2f", "no prediction within the bins") for key in keys + ("distance_kpc",)])
     table.append(["target (≤)", ""] + [f"{targets[key]:g}" for key in keys] + [""])
     return table
 
@@ -442,6 +446,97 @@ def mass_decade_table_rows(rows, targets=GENERAL_MODEL_TARGETS):
 # ==================================================================================================
 # 3. Figures and tables (CB21 Figs 4, 5, 6, 8, 9; paper-CB21.md §10b)
 # ==================================================================================================
+# --- Values that cannot be computed, and predictions outside their intervals -----------------------
+# Out-of-domain maps are when a user most needs every figure and table, and they are when π-DOC gives
+# what the paper's code never met: a distance ≤ 0 (no luminosity), an age beyond 0–14 Gyr against an
+# interval cut to that range, no calibrated interval at all, bins left empty. The figures and tables
+# below draw and write all of it; nothing is written as "nan", an undefined value is written with its
+# reason instead.
+# A prediction outside its interval is marked OUTSIDE_MARK (∉) and tested with the summary's rounding
+# tolerance (pidoc/calibration/uncertainty.py), so the figures and predictions_summary.txt agree.
+UNDEFINED = "undefined"
+MOSAIC_OUTSIDE_NOTE = (f"{OUTSIDE_MARK}: prediction outside its 68 % interval (intervals are cut to the physical range, "
+                       f"age 0–{MAXIMUM_AGE_GYR:g} Gyr; such a map is outside π-DOC's domain)")
+
+
+def is_undefined(value):
+    """True for a float that is NaN or infinite: a statistic that could not be computed."""
+    return isinstance(value, (float, np.floating)) and not math.isfinite(value)
+
+
+def format_or_reason(value, format_spec, reason):
+    """`value` formatted with `format_spec`, or "undefined (reason)" where it is NaN or infinite."""
+    return f"{UNDEFINED} ({reason})" if is_undefined(value) else format(value, format_spec)
+
+
+def write_statistics_table(path, rows, headers, floatfmt, undefined_reason):
+    """`pidoc.io.write_table`, with every undefined number written "undefined (undefined_reason)".
+
+    A table without undefined numbers is handed to `write_table` unchanged, so its text is what it
+    always was. Otherwise every cell is formatted here, with its column's `floatfmt`, because
+    `tabulate` would turn a column that mixes words and numbers into text and drop their format.
+    """
+    if not any(is_undefined(value) for row in rows for value in row):
+        return write_table(path, rows, headers, floatfmt=floatfmt)
+    formats = list(floatfmt) if isinstance(floatfmt, (list, tuple)) else [floatfmt] * max(len(row) for row in rows)
+    cells = [[value if isinstance(value, str) else format_or_reason(value, column_format, undefined_reason)
+              for value, column_format in zip(row, formats)] for row in rows]
+    return write_table(path, cells, headers, disable_numparse=True)
+
+
+def interval_categories(points, lower, upper):
+    """Which points lie inside their interval, which outside it, and which have none.
+
+    Parameters
+    ----------
+    points, lower, upper : array_like, same shape
+        Predictions and the bounds of their intervals; a NaN bound means no interval (an uncalibrated
+        model, or a distance ≤ 0 for which log10 D is undefined).
+
+    Returns
+    -------
+    inside, outside, undefined : numpy.ndarray of bool
+        Exclusive masks. "outside" allows `INTERVAL_TOLERANCE` for rounding.
+    """
+    points, lower, upper = (np.asarray(values, dtype=np.float64) for values in (points, lower, upper))
+    undefined = ~(np.isfinite(lower) & np.isfinite(upper))
+    with np.errstate(invalid="ignore"):
+        tolerance = INTERVAL_TOLERANCE * np.maximum(np.maximum(np.abs(lower), np.abs(upper)), 1.0)
+        outside = ~undefined & ((points < lower - tolerance) | (points > upper + tolerance))
+    return ~undefined & ~outside, outside, undefined
+
+
+def draw_prediction_intervals(axes, positions, points, lower, upper, frame):
+    """Draw each prediction with its interval on `axes`, whatever the prediction and the interval.
+
+    Predictions inside their interval get an error bar (yerr clipped at 0 for rounding). Where the
+    prediction lies outside its interval, which matplotlib cannot draw as yerr, the interval is drawn
+    as a bar of its own (caps at both bounds, so a zero-width one such as [14, 14] Gyr still shows)
+    and the prediction as a red cross. Predictions without an interval are open squares. Predictions
+    beyond `frame` = (low, high), invisible otherwise, get a triangle at the frame's edge. Each kind is
+    drawn, and named in the legend, only where it occurs.
+    """
+    positions, points, lower, upper = (np.ravel(values) for values in (positions, points, lower, upper))
+    inside, outside, undefined = interval_categories(points, lower, upper)
+    if inside.any():
+        axes.errorbar(positions[inside], points[inside],
+                      yerr=[np.maximum(points[inside] - lower[inside], 0.0), np.maximum(upper[inside] - points[inside], 0.0)],
+                      fmt="o", markersize=1.5, linewidth=0.5, color="k", alpha=0.5, label="68 % interval")
+    if outside.any():
+        axes.errorbar(positions[outside], (lower[outside] + upper[outside]) / 2.0, yerr=(upper[outside] - lower[outside]) / 2.0,
+                      fmt="none", ecolor="C3", elinewidth=0.8, capsize=2.5, alpha=0.8)
+        axes.plot(positions[outside], points[outside], "x", color="C3", markersize=4,
+                  label="prediction outside its 68 % interval (red bar)")
+    if undefined.any():
+        axes.plot(positions[undefined], points[undefined], "s", markerfacecolor="none", color="C1", markersize=3,
+                  label="68 % interval undefined")
+    low, high = frame
+    for beyond, edge, marker, side in ((points > high, high, "^", "above"), (points < low, low, "v", "below")):
+        if beyond.any():
+            axes.plot(positions[beyond], np.full(int(beyond.sum()), edge), marker, color="C3", markersize=4, clip_on=False,
+                      label=f"prediction {side} the frame (at its edge)")
+
+
 def choose_mosaic_maps(number_of_maps, random_seed=MOSAIC_RANDOM_SEED):
     """Indices of the (up to) four maps of the mosaic, drawn without replacement with a seeded generator."""
     count = min(MOSAIC_MAPS, number_of_maps)
@@ -450,11 +545,14 @@ def choose_mosaic_maps(number_of_maps, random_seed=MOSAIC_RANDOM_SEED):
 
 def display_mosaic_prediction(pathprediction, log_flux_maps, true_log_mass_maps, true_distance_age,
                               predicted_log_mass_maps, predicted_distance_age, random_seed=MOSAIC_RANDOM_SEED,
-                              predicted_half_widths=None):
+                              predicted_half_widths=None, predicted_intervals=None):
     """CB21 Fig. 4: four maps, chosen at random with a seed; rows are input flux, true mass, predicted mass.
 
-    With `predicted_half_widths` ((N, 2): half the 68 % interval of distance and age), the predicted
-    labels read "D = 27 ± 3 kpc".
+    With `predicted_intervals` = (distance (lower, upper), age (lower, upper)), arrays of (N,): the
+    68 % intervals, the predicted labels read "D = 27 ± 3 kpc" (± half the interval); a prediction
+    outside its interval reads "A = 15.0 Gyr ∉ [14.0, 14.0]", explained below the maps, and one
+    without an interval (NaN bounds) "D = -2.6 kpc, no interval (D ≤ 0)". `predicted_half_widths`
+    ((N, 2): half the 68 % interval of distance and age), the older form, gives the ± labels only.
 
     Saves `mosaic_predictions_maps_a-b-c-d.png` with a, b, c, d the indices of the maps shown, and
     returns its path. Maps are drawn with row index = y and column index = x (`origin="lower"`), the
@@ -477,6 +575,7 @@ def display_mosaic_prediction(pathprediction, log_flux_maps, true_log_mass_maps,
         ("Predicted mass", predicted_log_mass_maps, predicted_distance_age, "gist_heat", MASS_COLOUR_RANGE_LOG_MSUN, MASS_LABEL),
     )
     label_box = {"facecolor": "black", "alpha": 0.5, "edgecolor": "none"}
+    any_outside = False
     for row, (row_title, maps, distance_age, colour_map, colour_range, colour_label) in enumerate(rows):
         for column, map_index in enumerate(chosen):
             axes = figure.add_subplot(grid[row, column])
@@ -495,12 +594,15 @@ def display_mosaic_prediction(pathprediction, log_flux_maps, true_log_mass_maps,
                 axes.tick_params(axis="x", which="both", labelbottom=False)
             if distance_age is None:
                 axes.text(-17, -18, f"({'abcd'[column]}) #{map_index}", color="white", fontsize=7)
-            elif distance_age is predicted_distance_age and predicted_half_widths is not None:
-                half_widths = predicted_half_widths[map_index]
-                axes.text(-18.5, -18, f"D = {distance_age[map_index, 0]:.0f} ± {half_widths[0]:.0f} kpc", color="yellow",
-                          fontsize=5, bbox=label_box)
-                axes.text(-18.5, -13, f"A = {distance_age[map_index, 1]:.1f} ± {half_widths[1]:.1f} Gyr", color="red",
-                          fontsize=5, bbox=label_box)
+            elif distance_age is predicted_distance_age and (predicted_intervals is not None or predicted_half_widths is not None):
+                labels = [prediction_label(symbol, distance_age[map_index, quantity], unit, digits,
+                                           None if predicted_intervals is None else
+                                           [bound[map_index] for bound in predicted_intervals[quantity]],
+                                           None if predicted_half_widths is None else predicted_half_widths[map_index][quantity])
+                          for quantity, (symbol, unit, digits) in enumerate((("D", "kpc", 0), ("A", "Gyr", 1)))]
+                any_outside = any_outside or any(OUTSIDE_MARK in label for label in labels)
+                axes.text(-18.5, -18, labels[0], color="yellow", fontsize=5, bbox=label_box)
+                axes.text(-18.5, -13, labels[1], color="red", fontsize=5, bbox=label_box)
             else:
                 axes.text(-17, -18, f"D = {distance_age[map_index, 0]:.1f} kpc", color="yellow", fontsize=5.5, bbox=label_box)
                 axes.text(3, -18, f"A = {distance_age[map_index, 1]:.1f} Gyr", color="red", fontsize=5.5, bbox=label_box)
@@ -508,10 +610,50 @@ def display_mosaic_prediction(pathprediction, log_flux_maps, true_log_mass_maps,
         colour_bar.set_label(colour_label, fontsize=7)
     figure.suptitle("Top: V-band flux maps\nMiddle: true mass maps, distance and age\n"
                     "Bottom: predicted mass maps, distance and age", fontsize=9)
+    if any_outside:
+        figure.text(0.5, 0.005, MOSAIC_OUTSIDE_NOTE, ha="center", va="bottom", fontsize=5)
     path = Path(pathprediction) / f"mosaic_predictions_maps_{'-'.join(str(index) for index in chosen)}.png"
     save_figure(figure, path, dpi=300)
     print(f"--> Mosaic of {columns} maps with their predictions saved: {path}")
     return path
+
+
+def prediction_label(symbol, value, unit, digits, interval=None, half_width=None):
+    """The mosaic's label of a predicted distance or age, with its 68 % interval where there is one.
+
+    Parameters
+    ----------
+    symbol, unit : str
+        "D", "kpc" or "A", "Gyr".
+    value : float
+        The prediction.
+    digits : int
+        Decimals of the label.
+    interval : (float, float), optional
+        The 68 % interval; it takes precedence over `half_width`.
+    half_width : float, optional
+        Half the interval, the older form (`display_mosaic_prediction`'s `predicted_half_widths`).
+
+    Returns
+    -------
+    str
+        "D = 27 ± 3 kpc" for a prediction inside its interval, "A = 15.0 Gyr ∉ [14.0, 14.0]" outside
+        it, "D = -2.6 kpc, no interval (D ≤ 0)" without one, "D = 27.0 kpc" with neither argument.
+    """
+    if interval is not None:
+        lower, upper = (float(bound) for bound in interval)
+        inside, outside, _ = interval_categories([value], [lower], [upper])
+        if outside[0]:
+            return f"{symbol} = {value:.{digits}f} {unit} {OUTSIDE_MARK} [{lower:.{digits}f}, {upper:.{digits}f}]"
+        # The same half width, and the same text, as the older `predicted_half_widths` gave.
+        half_width = (upper - lower) / 2.0 if inside[0] else math.nan
+    elif half_width is None:
+        return f"{symbol} = {value:.1f} {unit}"
+    if not math.isfinite(half_width):
+        # A calibrated model has no distance interval where log10 D is undefined, that is D ≤ 0.
+        reason = f" ({symbol} ≤ 0)" if symbol == "D" and value <= 0 else ""
+        return f"{symbol} = {value:.{max(digits, 1)}f} {unit}, no interval{reason}"
+    return f"{symbol} = {value:.{digits}f} ± {half_width:.{digits}f} {unit}"
 
 
 def plot_predicted_vs_true(path, true_values, predicted_values, bin_edges, xi, mu, side_panel_limit, quantity_label, title,
@@ -522,7 +664,9 @@ def plot_predicted_vs_true(path, true_values, predicted_values, bin_edges, xi, m
     colour scale, with the 1:1 line. Left: μ against the predicted bin centre. Bottom: ξ against the
     true bin centre. Layout: GridSpec 2×3, width ratios [1, 3, 0.25], height ratios [3, 1].
     With `predicted_intervals` = (lower, upper), each value is also drawn with its interval as an
-    error bar (pidoc/calibration/uncertainty.py's calibrated 68 % intervals).
+    error bar (pidoc/calibration/uncertainty.py's calibrated 68 % intervals); values outside their
+    interval, without one (NaN bounds) or beyond the frame are drawn and named as
+    `draw_prediction_intervals` says.
     """
     low, high = bin_edges[0], bin_edges[-1]
     counts, _, _ = np.histogram2d(np.ravel(true_values), np.ravel(predicted_values), bins=(bin_edges, bin_edges))
@@ -540,11 +684,11 @@ def plot_predicted_vs_true(path, true_values, predicted_values, bin_edges, xi, m
     figure.colorbar(image, cax=colour_bar_axes).set_label("Counts")
     histogram_axes.plot([low, high], [low, high], "-r")
     if predicted_intervals is not None:
-        predicted_values = np.ravel(predicted_values)
-        lower, upper = (np.ravel(bound) for bound in predicted_intervals)
-        histogram_axes.errorbar(np.ravel(true_values), predicted_values, yerr=[predicted_values - lower, upper - predicted_values],
-                                fmt="o", markersize=1.5, linewidth=0.5, color="k", alpha=0.5, label="68 % interval")
-        histogram_axes.legend(fontsize=7, loc="upper left")
+        # Intervals cut to the physical range (age 0–14 Gyr) need not hold their prediction, and an
+        # uncalibrated model has none: `draw_prediction_intervals` draws every case.
+        draw_prediction_intervals(histogram_axes, true_values, predicted_values, *predicted_intervals, (low, high))
+        if histogram_axes.get_legend_handles_labels()[0]:
+            histogram_axes.legend(fontsize=7, loc="upper left")
     histogram_axes.set_xlim(low, high)
     histogram_axes.set_ylim(low, high)
     histogram_axes.get_xaxis().set_visible(False)
@@ -569,6 +713,11 @@ def plot_predicted_vs_true(path, true_values, predicted_values, bin_edges, xi, m
     return save_figure(figure, path, bbox_inches="tight")
 
 
+def no_prediction_in_bins(bin_edges, unit):
+    """Why a bin-averaged statistic is undefined: CB21 average over predicted bins, and none was filled."""
+    return f"no prediction within the bins, {bin_edges[0]:g} to {bin_edges[-1]:g} {unit}"
+
+
 def residual_columns(summary, unit):
     """Headers and values of the plain statistics of a `residual_summary`."""
     headers = [f"Median residual ({unit})", f"16th pct ({unit})", f"84th pct ({unit})"]
@@ -587,8 +736,10 @@ def display_predicted_vs_true_mass(pathprediction, true_log_mass_maps, predicted
     headers = ["Avg % error", "Min % error", "Max % error", "Avg % error, log M ≥ -1"] + residual_headers + ["Maps", "Pixels"]
     values = [paper["mean"], paper["minimum"], paper["maximum"], bright["mean"]] + residual_values
     values += [statistics["number_of_maps"], statistics["residual_dex"]["count"]]
-    write_table(Path(pathprediction) / "predicted_vs_true_mass.txt", [values], headers, floatfmt=[".1f"] * 4 + [".3f"] * 3 + ["d"] * 2)
-    print(f"Mass mean percentage error (CB21 §4, bin-averaged): {paper['mean']:.1f} %")
+    empty_bins = no_prediction_in_bins(PIXEL_MASS_BIN_EDGES_LOG_MSUN, "dex")
+    write_statistics_table(Path(pathprediction) / "predicted_vs_true_mass.txt", [values], headers,
+                           [".1f"] * 4 + [".3f"] * 3 + ["d"] * 2, empty_bins)
+    print(f"Mass mean percentage error (CB21 §4, bin-averaged): {format_or_reason(paper['mean'], '.1f', empty_bins)} %")
     plot_predicted_vs_true(Path(pathprediction) / "Mass_map_true_vs_predicted.png", true_log_mass_maps, predicted_log_mass_maps,
                            PIXEL_MASS_BIN_EDGES_LOG_MSUN, statistics["xi"], statistics["mu"], PIXEL_MASS_SIDE_PANEL_LIMIT_DEX,
                            MASS_LABEL, "Predicted vs true mass distribution")
@@ -607,8 +758,10 @@ def display_predicted_vs_true_total_mass(pathprediction, true_log_mass_maps, pre
     residual_headers, residual_values = residual_columns(statistics["residual_dex"], "dex")
     headers = ["Average % error", "Minimum % error", "Maximum % error"] + residual_headers + ["Maps"]
     values = [paper["mean"], paper["minimum"], paper["maximum"]] + residual_values + [statistics["number_of_maps"]]
-    write_table(Path(pathprediction) / "predicted_vs_true_total_mass.txt", [values], headers, floatfmt=[".1f"] * 3 + [".3f"] * 3 + ["d"])
-    print(f"Total mass mean percentage error (CB21 §4, bin-averaged): {paper['mean']:.1f} %")
+    empty_bins = no_prediction_in_bins(TOTAL_MASS_BIN_EDGES_LOG_MSUN, "dex")
+    write_statistics_table(Path(pathprediction) / "predicted_vs_true_total_mass.txt", [values], headers,
+                           [".1f"] * 3 + [".3f"] * 3 + ["d"], empty_bins)
+    print(f"Total mass mean percentage error (CB21 §4, bin-averaged): {format_or_reason(paper['mean'], '.1f', empty_bins)} %")
     plot_predicted_vs_true(Path(pathprediction) / "Total_mass_map_true_vs_predicted.png", statistics["true_log_total_mass"],
                            statistics["predicted_log_total_mass"], TOTAL_MASS_BIN_EDGES_LOG_MSUN, statistics["xi"], statistics["mu"],
                            TOTAL_MASS_SIDE_PANEL_LIMIT_DEX, TOTAL_MASS_LABEL, "Predicted vs true total mass")
@@ -629,8 +782,9 @@ def display_predicted_vs_true_age(pathprediction, true_distance_age, predicted_d
     residual_headers, residual_values = residual_columns(statistics["residual_gyr"], "Gyr")
     headers = ["Mean absolute error (Gyr)", "Minimum absolute error (Gyr)", "Maximum absolute error (Gyr)"] + residual_headers + ["Maps"]
     values = [paper["mean"], paper["minimum"], paper["maximum"]] + residual_values + [statistics["number_of_maps"]]
-    write_table(Path(pathprediction) / "predicted_vs_true_age.txt", [values], headers, floatfmt=[".2f"] * 6 + ["d"])
-    print(f"Mean age absolute error (CB21 §4, bin-averaged): {paper['mean']:.2f} Gyr")
+    empty_bins = no_prediction_in_bins(AGE_BIN_EDGES_GYR, "Gyr")
+    write_statistics_table(Path(pathprediction) / "predicted_vs_true_age.txt", [values], headers, [".2f"] * 6 + ["d"], empty_bins)
+    print(f"Mean age absolute error (CB21 §4, bin-averaged): {format_or_reason(paper['mean'], '.2f', empty_bins)} Gyr")
     plot_predicted_vs_true(Path(pathprediction) / "Age_true_vs_predicted.png", true_distance_age[:, 1], predicted_distance_age[:, 1],
                            AGE_BIN_EDGES_GYR, statistics["xi"], statistics["mu"], AGE_SIDE_PANEL_LIMIT_GYR, "age (Gyr)",
                            "Predicted vs true age", predicted_intervals=age_intervals_gyr)
@@ -643,7 +797,9 @@ def distance_table_rows(statistics):
     per_distance = statistics["per_distance"]
 
     def cell(value):
-        return f"{value:.2f}" if isinstance(value, float) else str(value)
+        # Every map has a finite prediction, so these statistics are defined; the guard keeps "nan"
+        # out of the table should one not be.
+        return format_or_reason(value, ".2f", "not a finite number") if isinstance(value, float) else str(value)
 
     def row(label, key, average="/"):
         return [label] + [cell(entry[key]) for entry in per_distance] + [cell(average)]
@@ -667,7 +823,11 @@ def pdf_distances(pathprediction, true_distance_age, predicted_distance_age, dis
     """CB21 Fig. 9 (`Pdf_distances.png`) and its table (`distance_predictions_stats.txt`).
 
     With `distance_intervals_kpc` = (lower, upper) per map, each true distance also gets an error bar
-    at the top of the frame: the mean prediction with the mean lower and upper interval offsets.
+    at the top of the frame: the mean prediction with the mean lower and upper interval offsets, over
+    the maps that have an interval (a distance ≤ 0 or an uncalibrated model has none). Where no map of
+    a distance has one, an open square at the mean prediction says so; where the mean prediction lies
+    outside the mean interval, the bar stops at the prediction and the point is a cross, both named
+    in the legend.
 
     One filled step histogram (density) of the predicted distances for each true distance present,
     on int(n/3) bin edges between the smallest and largest prediction as in the authors' code (at
@@ -682,7 +842,7 @@ def pdf_distances(pathprediction, true_distance_age, predicted_distance_age, dis
     statistics = distance_statistics(true_distance, predicted_distance)
     write_table(Path(pathprediction) / "distance_predictions_stats.txt", distance_table_rows(statistics), disable_numparse=True)
     print(f"Average absolute error on the {len(statistics['per_distance'])} distances (CB21 §4): "
-          f"{statistics['paper_mean_absolute_error_kpc']:.2f} kpc")
+          f"{format_or_reason(statistics['paper_mean_absolute_error_kpc'], '.2f', 'not a finite number')} kpc")
 
     figure, axes = plt.subplots()
     highest_density, farthest_kpc = DISTANCE_PDF_FRAME[1], DISTANCE_PDF_FRAME[0]
@@ -699,12 +859,27 @@ def pdf_distances(pathprediction, true_distance_age, predicted_distance_age, dis
         farthest_kpc = max(farthest_kpc, high)
     if distance_intervals_kpc is not None:
         lower, upper = (np.asarray(bound, dtype=np.float64) for bound in distance_intervals_kpc)
+        with_interval = np.isfinite(lower) & np.isfinite(upper)
+        labelled = set()   # each kind of mark is named once in the legend
         for colour_index, entry in enumerate(statistics["per_distance"]):
             rows = true_distance == entry["true_distance_kpc"]
             mean_kpc = predicted_distance[rows].mean()
-            offsets = [[np.nanmean(predicted_distance[rows] - lower[rows])], [np.nanmean(upper[rows] - predicted_distance[rows])]]
-            axes.errorbar([mean_kpc], [highest_density * (0.92 - 0.05 * colour_index)], xerr=offsets, fmt="o", markersize=3,
-                          capsize=2, color=f"C{colour_index % 10}", label="mean 68 % interval" if colour_index == 0 else None)
+            height = highest_density * (0.92 - 0.05 * colour_index)
+            colour = f"C{colour_index % 10}"
+            if not np.any(rows & with_interval):
+                label = "no 68 % interval (D ≤ 0 or no calibration)"
+                axes.plot([mean_kpc], [height], "s", markerfacecolor="none", markersize=4, color=colour,
+                          label=None if label in labelled else label)
+                labelled.add(label)
+                continue
+            offsets = np.array([[np.nanmean(predicted_distance[rows] - lower[rows])], [np.nanmean(upper[rows] - predicted_distance[rows])]])
+            # An offset < 0, the mean prediction outside the mean interval, is no error bar matplotlib
+            # can draw; the bar then stops at the prediction, marked as a cross.
+            outside = bool(np.any(offsets < -INTERVAL_TOLERANCE * max(abs(mean_kpc), 1.0)))
+            label = "mean prediction outside the mean 68 % interval" if outside else "mean 68 % interval"
+            axes.errorbar([mean_kpc], [height], xerr=np.maximum(offsets, 0.0), fmt="x" if outside else "o", markersize=3,
+                          capsize=2, color=colour, label=None if label in labelled else label)
+            labelled.add(label)
     axes.set_xlabel("Distance (kpc)")
     axes.set_ylabel("PDF")
     axes.set_xlim(min(0.0, predicted_distance.min()), farthest_kpc)
@@ -726,7 +901,9 @@ def display_mass_to_light_profiles(pathprediction, log_flux_maps, true_log_mass_
     map. Bottom: predicted against true global M/L_V of every map, for both distance choices (see
     `mass_to_light_statistics`). Saves `Mass_to_light_true_vs_predicted.png` and the table
     `mass_to_light_stats.txt` (mean % error of the global M/L_V and plain statistics), and returns the
-    statistics.
+    statistics. A map predicted at D ≤ 0 has no luminosity with its predicted distance: its panel
+    says so, the legend counts the maps left out, and a statistic without any map left is written
+    "undefined (no map with a positive predicted distance)".
     """
     log_flux_maps = check_flux_maps(log_flux_maps)
     true_log_mass_maps, predicted_log_mass_maps = check_matching_maps(true_log_mass_maps, predicted_log_mass_maps, "mass maps")
@@ -742,9 +919,15 @@ def display_mass_to_light_profiles(pathprediction, log_flux_maps, true_log_mass_
         rows.append([label, entry["mean_percent_error"], entry["median_percent_error"], entry["log_ratio_dex"]["median"],
                      entry["log_ratio_dex"]["percentile_16"], entry["log_ratio_dex"]["percentile_84"], entry["number_of_maps"]])
     headers = ["Global M/L_V", "Mean % error", "Median % error", "Median log ratio (dex)", "16th pct (dex)", "84th pct (dex)", "Maps"]
-    write_table(Path(pathprediction) / "mass_to_light_stats.txt", rows, headers, floatfmt=["", ".1f", ".1f", ".3f", ".3f", ".3f", "d"])
-    print(f"Global M/L_V mean percentage error: {statistics['true_distance']['mean_percent_error']:.1f} % with the true distance, "
-          f"{statistics['predicted_distance']['mean_percent_error']:.1f} % with the predicted distance")
+    # The luminosity needs a distance > 0: with the predicted distance, maps predicted at D ≤ 0 are
+    # left out, and with all of them out the statistics are undefined.
+    no_usable_map = "no map with a positive predicted distance"
+    write_statistics_table(Path(pathprediction) / "mass_to_light_stats.txt", rows, headers,
+                           ["", ".1f", ".1f", ".3f", ".3f", ".3f", "d"], no_usable_map)
+    print(f"Global M/L_V mean percentage error: "
+          f"{format_or_reason(statistics['true_distance']['mean_percent_error'], '.1f', no_usable_map)} % with the true distance, "
+          f"{format_or_reason(statistics['predicted_distance']['mean_percent_error'], '.1f', no_usable_map)} % with the predicted distance")
+    non_positive_distances = int(np.sum(~(predicted_distance > 0)))
 
     chosen = choose_mosaic_maps(len(log_flux_maps), random_seed)
     figure = plt.figure(figsize=(2.4 * MOSAIC_MAPS, 7.0))
@@ -761,6 +944,10 @@ def display_mass_to_light_profiles(pathprediction, log_flux_maps, true_log_mass_
             luminosity = luminosity_maps_lsun(log_flux_maps[map_index][np.newaxis], [distance_kpc])[0]
             profile = mass_to_light_profile(mass_map, luminosity, centre, MASS_TO_LIGHT_RADIUS_EDGES_ARCSEC)
             axes.plot(radii_arcsec, profile, style, label=label)
+        if not predicted_distance[map_index] > 0:
+            # L = F · 4π D² has no value for D ≤ 0, so the dashed profile is missing; say why.
+            axes.text(0.04, 0.96, f"no dashed line: predicted\nD = {predicted_distance[map_index]:.1f} kpc ≤ 0", va="top",
+                      transform=axes.transAxes, fontsize=5, color="r", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
         axes.set_yscale("log")
         axes.set_xlabel("R (arcsec)")
         axes.set_title(f"#{map_index}: D = {true_distance[map_index]:.0f} kpc, A = {true_distance_age[map_index, 1]:.1f} Gyr", fontsize=8)
@@ -772,11 +959,14 @@ def display_mass_to_light_profiles(pathprediction, log_flux_maps, true_log_mass_
     true_mass_to_light = statistics["true"]
     for choice, marker, label in (("true_distance", "o", "true distance"), ("predicted_distance", "x", "predicted distance")):
         entry = statistics[choice]
-        axes.scatter(true_mass_to_light, entry["mass_to_light"], marker=marker, s=12,
-                     label=f"{label}: mean error {entry['mean_percent_error']:.1f} %")
+        label = f"{label}: mean error {format_or_reason(entry['mean_percent_error'], '.1f', no_usable_map)} %"
+        if choice == "predicted_distance" and non_positive_distances:
+            label += f" ({non_positive_distances} map{'s' if non_positive_distances > 1 else ''} with D ≤ 0 left out)"
+        axes.scatter(true_mass_to_light, entry["mass_to_light"], marker=marker, s=12, label=label)
     finite = np.concatenate([true_mass_to_light, statistics["true_distance"]["mass_to_light"], statistics["predicted_distance"]["mass_to_light"]])
     finite = finite[np.isfinite(finite) & (finite > 0)]
-    low, high = finite.min() / 1.5, finite.max() * 1.5
+    # Without any positive M/L_V (no light at all), the frame falls back to one decade about 1.
+    low, high = (finite.min() / 1.5, finite.max() * 1.5) if finite.size else (0.1, 10.0)
     axes.plot([low, high], [low, high], "-k", linewidth=0.8)
     axes.set_xscale("log")
     axes.set_yscale("log")

@@ -20,6 +20,11 @@ domain, error bars in the Fig. 8 and 9 equivalents, "D = 27 ± 3 kpc" labels in 
 coverage of the intervals on these maps (`Interval_coverage.png`, `interval_coverage.txt`). The
 original outputs keep their meaning; `--no-intervals` leaves the new ones out.
 
+Maps outside π-DOC's domain are when every output matters most, so any finite prediction runs to
+the end: a prediction outside its interval (an age beyond the 0–14 Gyr the intervals are cut to), a
+distance ≤ 0 (no luminosity, no distance interval) or a missing calibration is drawn and named in
+the figures, and written with its reason in the tables, never as "nan".
+
 Inputs, in `input_files/`:
     luminosity_V_testset.npy   (N, 160, 160, 1) log10(F / (L☉ kpc⁻²)) per 0.25″ pixel, F = L_V / (4π D²)
     mass_testset.npy           (N, 160, 160, 1) log10(M / M☉) per pixel, the true mass maps
@@ -71,7 +76,7 @@ def main(pathtrained=pathtrained, pathinput=pathinput, pathprediction=pathpredic
 
     # Part 1b: calibrated intervals and a domain verdict for every map (pidoc/calibration/uncertainty.py), beside the
     # original outputs; one warning line per map that π-DOC should not be trusted on.
-    distance_intervals = age_intervals = half_widths = None
+    distance_intervals = age_intervals = None
     if intervals:
         summary_rows, pixel_bounds = uncertainty.summarize(model, L_testset, prediction_M, prediction_distanceage)
         for path in uncertainty.write_prediction_summary(pathprediction, summary_rows, pixel_bounds):
@@ -79,14 +84,17 @@ def main(pathtrained=pathtrained, pathinput=pathinput, pathprediction=pathpredic
         for line in uncertainty.warning_lines(summary_rows):
             print(line)
         if pixel_bounds is not None:      # the model folder is calibrated, so the rows hold intervals
+            # The intervals themselves, not half widths, go to the figures: an age interval cut to
+            # 0–14 Gyr need not hold its prediction (23.8 Gyr against [14, 14]), a distance ≤ 0 has
+            # none, and the figures draw and name both rather than fail on a negative error bar.
             distance_intervals, age_intervals = (uncertainty.summary_bounds(summary_rows, column, 0.68)
                                                  for column in ("distance_kpc", "age_gyr"))
-            half_widths = np.column_stack([(upper - lower) / 2.0 for lower, upper in (distance_intervals, age_intervals)])
 
     # Part 2: four clusters (CB21 Fig. 4) and the performance on the whole sample (CB21 Figs 5, 6, 8,
     # 9 and the M/L_V of the abstract).
     functions.display_mosaic_prediction(pathprediction, L_testset, M_testset, distanceage_testset, prediction_M,
-                                        prediction_distanceage, random_seed=random_seed, predicted_half_widths=half_widths)
+                                        prediction_distanceage, random_seed=random_seed,
+                                        predicted_intervals=None if distance_intervals is None else (distance_intervals, age_intervals))
     functions.display_predicted_vs_true_mass(pathprediction, M_testset, prediction_M)
     functions.display_predicted_vs_true_total_mass(pathprediction, M_testset, prediction_M)
     functions.display_predicted_vs_true_age(pathprediction, distanceage_testset, prediction_distanceage, age_intervals)

@@ -552,34 +552,161 @@ def summarize(model, log_flux_maps, predicted_log_mass_maps, predicted_distance_
     return rows, pixel_bounds
 
 
+# --- Values a summary cannot give, and predictions outside their intervals -------------------------
+# The column of predictions_summary.csv that says why a field is left empty. It is added only when
+# some value of the table is undefined, so a table without any keeps the columns (and the bytes) it
+# always had; the columns before it never change.
+UNDEFINED_REASON_COLUMN = "undefined_reason"
+INTERVAL_KEYS = ("median", "lo68", "hi68", "lo95", "hi95")
+# Why a summary number can be undefined: the CSV's words, and the short ones of the text table.
+UNDEFINED_REASONS = {
+    "distance_not_positive": ("the predicted distance is ≤ 0, so log10 D and its interval are undefined", "D ≤ 0"),
+    "no_luminosity": ("the predicted distance is ≤ 0, so there is no luminosity L = 4π D² F", "D ≤ 0"),
+    "not_calibrated": ("the model folder has no calibration.json", "not calibrated"),
+    "not_finite": ("not a finite number", "not finite"),
+}
+# A point counts as outside its interval only beyond this relative tolerance: the distance bounds are
+# 10** of bounds computed in log10 D, and may miss the point by a rounding error although they hold it.
+INTERVAL_TOLERANCE = 1e-9
+OUTSIDE_MARK = "∉"
+OUTSIDE_NOTE = (f"{OUTSIDE_MARK}: the prediction lies outside its 68 % interval. The intervals are cut to the physical "
+                f"range (age 0–{MAXIMUM_AGE_GYR:g} Gyr), which the truth cannot leave; a prediction beyond it is a sign "
+                f"that π-DOC is outside its domain.")
+
+
+def is_defined(value):
+    """True for a finite number; False for NaN, infinity or anything that is not a number."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
+
+
+def point_outside_interval(point, lower, upper):
+    """True when `point` lies outside [lower, upper] by more than the rounding tolerance."""
+    tolerance = INTERVAL_TOLERANCE * max(abs(lower), abs(upper), 1.0)
+    return point < lower - tolerance or point > upper + tolerance
+
+
+def undefined_value_reasons(row):
+    """Why each undefined (NaN or infinite) number of a summary row is undefined.
+
+    A row does not say whether its model was calibrated, but it shows it: an uncalibrated model
+    leaves every interval undefined, whereas a calibrated one leaves an interval undefined only where
+    its calibrated variable is (log10 D and log10 M/L_V when D ≤ 0), never the age's.
+
+    Returns
+    -------
+    dict
+        Column name → key of `UNDEFINED_REASONS`, for the undefined numbers only (empty if none).
+    """
+    distance_not_positive = is_defined(row["distance_kpc"]) and row["distance_kpc"] <= 0
+    not_calibrated = not any(is_defined(row[f"{column}_{key}"]) for column in SUMMARY_COLUMNS.values() for key in INTERVAL_KEYS)
+    reasons = {}
+    for column in SUMMARY_COLUMNS.values():
+        for name in [column] + [f"{column}_{key}" for key in INTERVAL_KEYS]:
+            if is_defined(row[name]):
+                continue
+            if distance_not_positive and column == "distance_kpc":
+                reasons[name] = "distance_not_positive"
+            elif distance_not_positive and column == "mass_to_light_v":
+                reasons[name] = "no_luminosity"
+            elif not_calibrated and name != column:
+                reasons[name] = "not_calibrated"
+            else:
+                reasons[name] = "not_finite"
+    return reasons
+
+
+def describe_columns(names):
+    """Short words for a set of summary columns: "mass_to_light_v with its median and intervals", …"""
+    present = set(names)
+    every_interval = {f"{column}_{key}" for column in SUMMARY_COLUMNS.values() for key in INTERVAL_KEYS}
+    if present == every_interval:
+        return "every median and interval"
+    descriptions = []
+    for column in SUMMARY_COLUMNS.values():
+        interval_names = [f"{column}_{key}" for key in INTERVAL_KEYS]
+        if column in present and present.issuperset(interval_names):
+            descriptions.append(f"{column} with its median and intervals")
+        elif present.issuperset(interval_names):
+            descriptions.append(f"{column}'s median and intervals")
+        else:
+            descriptions.extend(name for name in [column] + interval_names if name in present)
+    return ", ".join(descriptions)
+
+
+def undefined_reason_text(reasons):
+    """The CSV's reason cell of one row: for each reason, the columns it leaves empty ("" if none)."""
+    names_per_reason = {}
+    for name, reason in reasons.items():
+        names_per_reason.setdefault(reason, []).append(name)
+    return "; ".join(f"{describe_columns(names)}: {UNDEFINED_REASONS[reason][0]}" for reason, names in names_per_reason.items())
+
+
 def summary_text(rows):
-    """The `tabulate` version of the summary: 68 % intervals, the verdict and its reason."""
+    """The `tabulate` version of the summary: 68 % intervals, the verdict and its reason.
+
+    Nothing is written as `nan`: an undefined value reads "undefined (D ≤ 0)", an undefined interval
+    "[undefined: not calibrated]". A prediction outside its interval (possible where the interval is
+    cut to the physical range, a predicted age of 15 Gyr against [14.0, 14.0]) is marked ∉, and a note
+    below the table says what that means.
+    """
     table = []
+    any_outside = False
     for row in rows:
+        reasons = undefined_value_reasons(row)
         cells = [row["map"]]
         for column, digits in (("distance_kpc", 1), ("age_gyr", 1), ("log_total_mass_msun", 2), ("mass_to_light_v", 2)):
+            if column in reasons:
+                cells.append(f"undefined ({UNDEFINED_REASONS[reasons[column]][1]})")
+                continue
+            point = row[column]
+            interval_reason = reasons.get(f"{column}_lo68") or reasons.get(f"{column}_hi68")
+            if interval_reason is not None:
+                cells.append(f"{point:.{digits}f} [undefined: {UNDEFINED_REASONS[interval_reason][1]}]")
+                continue
             low, high = row[f"{column}_lo68"], row[f"{column}_hi68"]
-            bracket = "" if math.isnan(low) else f" [{low:.{digits}f}, {high:.{digits}f}]"
-            cells.append(f"{row[column]:.{digits}f}{bracket}")
+            outside = point_outside_interval(point, low, high)
+            any_outside = any_outside or outside
+            mark = f" {OUTSIDE_MARK}" if outside else ""
+            cells.append(f"{point:.{digits}f}{mark} [{low:.{digits}f}, {high:.{digits}f}]")
         cells += [row["domain"], row["domain_reason"]]
         table.append(cells)
     headers = ["map", "D (kpc) [68 %]", "age (Gyr) [68 %]", "log M_tot (M☉) [68 %]", "M/L_V [68 %]", "domain", "reason"]
-    return tabulate(table, headers=headers, disable_numparse=True) + "\n"
+    text = tabulate(table, headers=headers, disable_numparse=True) + "\n"
+    # The note is added only where it applies, so a table without such a prediction is unchanged.
+    return text + f"\n{OUTSIDE_NOTE}\n" if any_outside else text
+
+
+def summary_csv_cell(value):
+    """A number of the CSV in six significant digits; an undefined one as an empty field."""
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else ""
+    return value
 
 
 def write_prediction_summary(output_directory, rows, pixel_bounds=None):
     """Write `predictions_summary.csv`, `predictions_summary.txt` and, if given, the pixel bounds.
 
-    Both texts are made before anything is written, and each file goes to a temporary name first and
-    is then renamed, so bad rows leave the folder as it was. Returns the paths written.
+    An undefined number (NaN: a distance ≤ 0 has no log10 D nor luminosity; an uncalibrated model no
+    intervals) is an empty CSV field, and the column `undefined_reason`, added after the others when
+    any field is empty, says why (`undefined_value_reasons`). Both texts are made before anything is
+    written, and each file goes to a temporary name first and is then renamed, so bad rows leave the
+    folder as it was. Returns the paths written.
     """
     if not rows:
         raise ValueError("no summary rows to write")
+    reasons_per_row = [undefined_value_reasons(row) for row in rows]
+    fieldnames = list(rows[0])
+    add_reason_column = any(reasons_per_row) and UNDEFINED_REASON_COLUMN not in fieldnames
+    if add_reason_column:
+        fieldnames.append(UNDEFINED_REASON_COLUMN)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
+    for row, reasons in zip(rows, reasons_per_row):
+        cells = {key: summary_csv_cell(value) for key, value in row.items()}
+        if add_reason_column:
+            cells[UNDEFINED_REASON_COLUMN] = undefined_reason_text(reasons)
+        writer.writerow(cells)
     table = summary_text(rows)
     output_directory = Path(output_directory)
     output_directory.mkdir(parents=True, exist_ok=True)

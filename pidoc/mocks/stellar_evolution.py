@@ -172,7 +172,7 @@ NATAL_KICK_DISPERSION_KMS = 265.0
 
 TABLE_FORMAT_VERSION = 2
 GRID_SETTING_NAMES = ("number_of_masses", "age_step_gyr", "minimum_mass_msun", "maximum_mass_msun")
-DEFAULT_CACHE_DIRECTORY = Path(__file__).resolve().parent / ".cache" / "stellar_tables"
+DEFAULT_CACHE_DIRECTORY = Path(__file__).resolve().parents[2] / ".cache" / "stellar_tables"
 
 # --- COSMIC / BSE settings ------------------------------------------------------------------------
 # COSMIC 4.3.3 defaults (cosmic/data/cosmic-settings.json) except where a comment says otherwise. For
