@@ -42,16 +42,18 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from pidoc import networks, standardization
-from pidoc.model import PAPER_ARCHITECTURE, write_architecture_record
+from pidoc import fast_network, networks, standardization
+from pidoc.model import FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, PAPER_ARCHITECTURE, write_architecture_record
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 DATA_DIRECTORY = "data"
-NETWORKS = ("ced", "cnn")
+# "ced" and "cnn" are the paper's two networks; "fast" is the general model's single network with
+# two heads, designed for this project's CPU (pidoc/fast_network.py, trained_piDOC/general/MODEL_CARD.md).
+NETWORKS = ("ced", "cnn", "fast")
 OUTPUT_DIRECTORY = "trained_piDOC"
 RUNS_DIRECTORY = "runs"
 # The authors' weight files are CED_200.h5 and CNN_100.h5, which suggests 200 and 100 epochs.
-EPOCHS = {"ced": 200, "cnn": 100}
+EPOCHS = {"ced": 200, "cnn": 100, "fast": 60}
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
 PLATEAU_FACTOR = 0.5
@@ -65,7 +67,14 @@ INITIAL_WEIGHTS_DIRECTORY = None    # networks to start a fresh run from; None: 
 STANDARDIZATION_DIRECTORY = None    # constants to standardise with; None: <data>/standardization_files
 
 MAP_SHAPE = (160, 160, 1)
-TARGETS = {"ced": ("mass.npy", MAP_SHAPE, "mass"), "cnn": ("distance_age.npy", (2,), "distance_age")}
+# The targets of each network: (file of the split, shape of one target, key of its standardisation
+# constants, name of the network's output).
+MASS_TARGET = ("mass.npy", MAP_SHAPE, "mass", "mass")
+DISTANCE_AGE_TARGET = ("distance_age.npy", (2,), "distance_age", "distance_age")
+TARGETS = {"ced": (MASS_TARGET,), "cnn": (DISTANCE_AGE_TARGET,), "fast": (MASS_TARGET, DISTANCE_AGE_TARGET)}
+# The fast network's loss: the two mean squared errors of the standardised targets, summed with these
+# weights. Both targets are standardised, so equal weights give each the same say.
+FAST_LOSS_WEIGHTS = {"mass": 1.0, "distance_age": 1.0}
 # A split is read into RAM when it needs less than this fraction of the machine's physical memory;
 # larger ones are memory-mapped and read batch by batch.
 IN_MEMORY_FRACTION = 0.5
@@ -74,7 +83,9 @@ LOG_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "epoch_seconds", "m
 
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data-directory", default=DATA_DIRECTORY, help="data set made by make_mock_clusters.py")
+    parser.add_argument("--data-directory", nargs="+", default=[DATA_DIRECTORY],
+                        help="data set(s) made by make_mock_clusters.py: the training split is the union of their "
+                             "train/ folders; validation is the first one's")
     parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS), help="networks to train")
     parser.add_argument("--output-directory", default=OUTPUT_DIRECTORY, help="where the best networks are exported")
     parser.add_argument("--runs-directory", default=RUNS_DIRECTORY, help="training states and logs, one folder per network")
@@ -92,6 +103,8 @@ def parse_arguments(argv=None):
                         help="start a fresh run from the networks exported here (a warm start)")
     parser.add_argument("--standardization-directory", default=STANDARDIZATION_DIRECTORY,
                         help="standardisation constants (default <data>/standardization_files); copied beside the exported networks")
+    parser.add_argument("--finished-clusters-only", action="store_true",
+                        help="train on the finished clusters of a training split still being generated")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="require a saved state (without either flag, a saved state is continued if present)")
     start.add_argument("--restart", action="store_true", help="ignore any saved state and start from scratch")
@@ -111,8 +124,37 @@ def parse_arguments(argv=None):
 
 
 # --- 1. Data ---------------------------------------------------------------------------------------
-def load_split(split_directory, network, maximum_maps=None, seed=SEED):
+def finished_rows(split_directory, number_of_maps, finished_clusters_only=False):
+    """Rows of a split that hold finished clusters, from make_mock_clusters.py's progress records.
+
+    make_mock_clusters.py writes a cluster's maps into rows index × maps-per-cluster onward and then
+    its record `progress/cluster_<index>.json` (one metadata entry per map). A split whose generation
+    was interrupted has rows of zeros where clusters are missing; training on them would be silently
+    wrong, so such a split is refused unless `finished_clusters_only`, which keeps the finished rows.
+
+    Returns
+    -------
+    numpy.ndarray of int or None
+        The rows to use; None when every row is finished or the folder has no progress records.
+    """
+    progress_directory = Path(split_directory) / "progress"
+    records = sorted(progress_directory.glob("cluster_*.json")) if progress_directory.is_dir() else []
+    if not records:
+        return None
+    maps_per_cluster = len(json.loads(records[0].read_text()))
+    finished = np.array([int(record.stem.split("_")[1]) for record in records])
+    if len(finished) * maps_per_cluster == number_of_maps:
+        return None
+    if not finished_clusters_only:
+        raise ValueError(f"{split_directory} is incomplete: {len(finished)} of {number_of_maps // maps_per_cluster} clusters "
+                         f"finished; finish it with make_mock_clusters.py or train on them with --finished-clusters-only")
+    return (finished[:, None] * maps_per_cluster + np.arange(maps_per_cluster)).ravel()
+
+
+def load_split(split_directory, network, maximum_maps=None, seed=SEED, finished_clusters_only=False):
     """Load one split's flux maps and the network's targets: in RAM when they fit, else memory-mapped.
+
+    Several split folders (a list) are joined into one split, in RAM.
 
     Parameters
     ----------
@@ -125,19 +167,27 @@ def load_split(split_directory, network, maximum_maps=None, seed=SEED):
     Returns
     -------
     tuple of numpy.ndarray
-        (flux, targets).
+        (flux, target, ...): one target per entry of `TARGETS[network]`.
 
     Raises
     ------
     FileNotFoundError
         If the folder or a file is missing; ValueError if a shape is wrong (both name the file).
     """
+    if isinstance(split_directory, (list, tuple)):
+        parts = [load_split(directory, network, finished_clusters_only=finished_clusters_only) for directory in split_directory]
+        joined = tuple(np.concatenate(arrays) for arrays in zip(*parts))
+        rows = np.arange(len(joined[0]))
+        if maximum_maps is not None and maximum_maps < len(rows):
+            rows = np.sort(np.random.default_rng(seed).choice(len(rows), maximum_maps, replace=False))
+            joined = tuple(array[rows] for array in joined)
+        return joined
     split_directory = Path(split_directory)
     if not split_directory.is_dir():
         raise FileNotFoundError(f"data split folder not found: {split_directory}")
-    target_file, target_shape, _ = TARGETS[network]
+    files = [("luminosity_V.npy", MAP_SHAPE)] + [(target[0], target[1]) for target in TARGETS[network]]
     arrays = []
-    for file_name, shape in (("luminosity_V.npy", MAP_SHAPE), (target_file, target_shape)):
+    for file_name, shape in files:
         path = split_directory / file_name
         if not path.is_file():
             raise FileNotFoundError(f"data file not found: {path}")
@@ -145,16 +195,20 @@ def load_split(split_directory, network, maximum_maps=None, seed=SEED):
         if array.shape[1:] != shape or len(array) == 0:
             raise ValueError(f"{path} has shape {array.shape}, expected (N, {', '.join(map(str, shape))}) with N > 0")
         arrays.append(array)
-    if len(arrays[0]) != len(arrays[1]):
-        raise ValueError(f"{split_directory}: luminosity_V.npy has {len(arrays[0])} maps but {target_file} has {len(arrays[1])}")
-    rows = np.arange(len(arrays[0]))
+    for (file_name, _), array in zip(files[1:], arrays[1:]):
+        if len(array) != len(arrays[0]):
+            raise ValueError(f"{split_directory}: luminosity_V.npy has {len(arrays[0])} maps but {file_name} has {len(array)}")
+    rows = finished_rows(split_directory, len(arrays[0]), finished_clusters_only)
+    partial = rows is not None
+    rows = np.arange(len(arrays[0])) if rows is None else rows
     if maximum_maps is not None and maximum_maps < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), maximum_maps, replace=False))
     needed_bytes = len(rows) * sum(array[:1].nbytes for array in arrays)
     if needed_bytes < IN_MEMORY_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
         return tuple(np.ascontiguousarray(array[rows]) for array in arrays)
     if len(rows) < len(arrays[0]):
-        raise ValueError(f"{split_directory}: --max-training-maps {maximum_maps} maps do not fit in RAM")
+        reason = "the finished clusters' maps" if partial else f"--max-training-maps {maximum_maps} maps"
+        raise ValueError(f"{split_directory}: {reason} do not fit in RAM")
     return tuple(arrays)
 
 
@@ -170,8 +224,11 @@ class MapBatches(keras.utils.PyDataset):
 
     Parameters
     ----------
-    flux, targets : numpy.ndarray
-        Unstandardised arrays of one split, (N, 160, 160, 1) and (N, 160, 160, 1) or (N, 2).
+    flux : numpy.ndarray
+        Unstandardised flux maps of one split, (N, 160, 160, 1).
+    targets : numpy.ndarray or tuple of numpy.ndarray
+        Unstandardised targets, one per entry of `TARGETS[network]`: (N, 160, 160, 1) mass maps and/or
+        (N, 2) [distance, age]. A network of several outputs gets a dict of them by output name.
     constants : dict
         From `standardization.read_standardization`.
     network : {"ced", "cnn"}
@@ -182,11 +239,13 @@ class MapBatches(keras.utils.PyDataset):
 
     def __init__(self, flux, targets, constants, network, batch_size, generator=None):
         super().__init__()
-        self.flux, self.targets, self.batch_size, self.generator = flux, targets, batch_size, generator
-        self.is_map_target = network == "ced"
-        key = TARGETS[network][2]
+        self.flux, self.batch_size, self.generator = flux, batch_size, generator
+        self.targets = targets if isinstance(targets, (list, tuple)) else (targets,)
+        self.specifications = TARGETS[network]
+        if len(self.targets) != len(self.specifications):
+            raise ValueError(f"network {network} has {len(self.specifications)} targets, got {len(self.targets)}")
         self.flux_mean, self.flux_std = constants["luminosity_mean"], constants["luminosity_std"]
-        self.target_mean, self.target_std = constants[f"{key}_mean"], constants[f"{key}_std"]
+        self.target_constants = [(constants[f"{key}_mean"], constants[f"{key}_std"]) for _, _, key, _ in self.specifications]
         self.order = np.arange(len(flux))
 
     def __len__(self):
@@ -201,14 +260,18 @@ class MapBatches(keras.utils.PyDataset):
         # Sorted rows read faster from a memory map; the order inside a batch does not matter.
         rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
         flux = standardization.standardize(self.flux[rows], self.flux_mean, self.flux_std)
-        targets = standardization.standardize(self.targets[rows], self.target_mean, self.target_std)
+        targets = [standardization.standardize(target[rows], mean, std)
+                   for target, (mean, std) in zip(self.targets, self.target_constants)]
         if self.generator is not None:
             rotations = self.generator.integers(0, 4, len(rows))
             mirrors = self.generator.integers(0, 2, len(rows)).astype(bool)
             flux = np.stack([dihedral_transform(*arguments) for arguments in zip(flux, rotations, mirrors)])
-            if self.is_map_target:
-                targets = np.stack([dihedral_transform(*arguments) for arguments in zip(targets, rotations, mirrors)])
-        return flux, targets
+            # Maps turn with the flux map; [distance, age] does not depend on the orientation.
+            targets = [np.stack([dihedral_transform(*arguments) for arguments in zip(target, rotations, mirrors)])
+                       if target.ndim == 4 else target for target in targets]
+        if len(targets) == 1:
+            return flux, targets[0]
+        return flux, {specification[3]: target for specification, target in zip(self.specifications, targets)}
 
 
 def batches_ahead(batches):
@@ -223,10 +286,21 @@ def batches_ahead(batches):
 
 
 # --- 4. Model, optimiser and loss ----------------------------------------------------------------
+def build_network(network, seed=None):
+    """Build the uncompiled network `network` ("ced", "cnn" or "fast") under the current dtype policy."""
+    if network == "fast":
+        return fast_network.build_fast_network(seed=seed)
+    return getattr(networks, f"build_{network}")(seed=seed)
+
+
 def build_compiled_network(network, learning_rate, seed):
     """Build a network and compile it with Adam and the MSE loss, the optimiser's state created."""
-    model = getattr(networks, f"build_{network}")(seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
+    model = build_network(network, seed=seed)
+    if network == "fast":
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss={name: "mean_squared_error" for name in FAST_LOSS_WEIGHTS}, loss_weights=FAST_LOSS_WEIGHTS)
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
     # Building the optimiser's variables now lets `load_weights` restore its moments on resume.
     model.optimizer.build(model.trainable_variables)
     return model
@@ -246,11 +320,19 @@ def dropout_random_states(model):
     return [variable for variable in model.variables if variable.name == "seed_generator_state"]
 
 
+def total_loss(result):
+    """The total loss from what `train_on_batch` / `test_on_batch` return (a list, total first, for
+    a network of several outputs)."""
+    if isinstance(result, (list, tuple)):
+        result = result[0]
+    return float(result)
+
+
 def validation_loss(model, batches):
     """Mean squared error over every map of the validation split (inference mode, no augmentation)."""
     total = 0.0
     for flux, targets in batches_ahead(batches):
-        total += float(model.test_on_batch(flux, targets)) * len(flux)
+        total += total_loss(model.test_on_batch(flux, targets)) * len(flux)
     return total / len(batches.flux)
 
 
@@ -260,15 +342,27 @@ def export_network(model, network, output_directory):
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        exported = getattr(networks, f"build_{network}")()
+        exported = build_network(network)
     finally:
         keras.config.set_dtype_policy(policy)
     exported.set_weights(model.get_weights())
-    name = network.upper()
     output_directory.mkdir(parents=True, exist_ok=True)
+    # The record tells `pidoc.model.open_model` which networks the folder holds.
+    if network == "fast":
+        save_weights_atomically(exported, output_directory / FAST_WEIGHTS_FILE)
+        write_architecture_record(output_directory, FAST_ARCHITECTURE, weights=FAST_WEIGHTS_FILE,
+                                  parameters=int(exported.count_params()))
+        return
+    name = network.upper()
     networks.save_model(exported, output_directory / f"{name}.json", output_directory / f"{name}.weights.h5")
-    # The record that tells `pidoc.model.open_model` which networks the folder holds.
     write_architecture_record(output_directory, PAPER_ARCHITECTURE)
+
+
+def save_weights_atomically(model, path):
+    """Save a model's weights to `path` (a `.weights.h5` file) through a temporary name."""
+    temporary = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+    model.save_weights(temporary)
+    os.replace(temporary, path)
 
 
 def save_training_state(model, run_directory, state):
@@ -346,7 +440,7 @@ def train_one_epoch(model, training, description):
     loss_sum, maps_done = 0.0, 0
     with tqdm(total=len(training), desc=description, unit="batch", mininterval=1.0) as progress:
         for flux, targets in batches_ahead(training):
-            loss_sum += float(model.train_on_batch(flux, targets)) * len(flux)
+            loss_sum += total_loss(model.train_on_batch(flux, targets)) * len(flux)
             maps_done += len(flux)
             progress.set_postfix(loss=f"{loss_sum / maps_done:.4g}", refresh=False)
             progress.update()
@@ -371,24 +465,43 @@ def train_network(network, settings, started=None):
     """
     started = time.perf_counter() if started is None else started
     name, epochs = network.upper(), settings.epochs or EPOCHS[network]
+    if network == "fast":
+        name = "FAST"
     run_directory = Path(settings.runs_directory) / network
     log_path = run_directory / "training_log.csv"
     # The precision policy is global and must be set before any layer is built.
     keras.config.set_dtype_policy(settings.mixed_precision)
     keras.utils.set_random_seed(settings.seed)
 
-    data_directory = Path(settings.data_directory)
-    if not data_directory.is_dir():
-        raise FileNotFoundError(f"data set directory not found: {data_directory}")
-    standardization_directory = Path(settings.standardization_directory or data_directory / "standardization_files")
-    constants = standardization.read_standardization(standardization_directory)
+    data_directories = [Path(directory) for directory in settings.data_directory]
+    for data_directory in data_directories:
+        if not data_directory.is_dir():
+            raise FileNotFoundError(f"data set directory not found: {data_directory}")
+    train_directories = [directory / "train" for directory in data_directories]
+    run_constants_directory = run_directory / "standardization_files"
     if settings.standardization_directory is not None:
+        constants = standardization.read_standardization(settings.standardization_directory)
+    elif run_constants_directory.is_dir() and not settings.restart:
+        # A resumed run keeps the constants it started with, even if its data set has grown since.
+        constants = standardization.read_standardization(run_constants_directory)
+    elif len(data_directories) == 1 and not settings.finished_clusters_only:
+        constants = standardization.read_standardization(data_directories[0] / "standardization_files")
+    else:
+        # The training split is the union of the data sets' train/ folders (their finished clusters,
+        # with --finished-clusters-only), and so are its constants.
+        rows = [finished_rows(directory, len(np.load(directory / "luminosity_V.npy", mmap_mode="r")),
+                              settings.finished_clusters_only) for directory in train_directories]
+        constants = standardization.training_standardization(train_directories, rows_per_directory=rows)
+    standardization.write_standardization(run_constants_directory, constants)
+    if settings.standardization_directory is not None or len(data_directories) > 1 or network == "fast":
         # The exported networks carry the constants they were trained with (see the module docstring).
         standardization.write_standardization(Path(settings.output_directory) / "standardization_files", constants)
     generator = np.random.default_rng(settings.seed)
-    training = MapBatches(*load_split(data_directory / "train", network, settings.max_training_maps, settings.seed),
-                          constants, network, settings.batch_size, generator)
-    validation = MapBatches(*load_split(data_directory / "validation", network), constants, network, settings.batch_size)
+    training_arrays = load_split(train_directories if len(train_directories) > 1 else train_directories[0], network,
+                                 settings.max_training_maps, settings.seed, settings.finished_clusters_only)
+    training = MapBatches(training_arrays[0], training_arrays[1:], constants, network, settings.batch_size, generator)
+    validation_arrays = load_split(data_directories[0] / "validation", network)
+    validation = MapBatches(validation_arrays[0], validation_arrays[1:], constants, network, settings.batch_size)
 
     model = build_compiled_network(network, settings.learning_rate, settings.seed)
     state, log_rows = resume_or_start(model, generator, run_directory, settings)

@@ -1,20 +1,36 @@
-"""Training throughput of π-DOC's networks on this machine, and the fraction of its peak it reaches.
+"""Training and inference throughput of π-DOC's networks on this machine, against its measured conv rate.
 
-Run `python3 benchmarks/training_throughput.py`. For each network (CED, CNN) and precision policy
-(float32, mixed_bfloat16) a fresh process builds the network, compiles it as `train_piDOC.py`
-does, and trains on random maps through the trainer's own input path (`MapBatches` with dihedral
-augmentation, prepared one batch ahead in a thread, fed to `train_on_batch`): no tf.data is
-involved, so the autotune stalls of tf-stack.md §4 cannot occur. After warm-up steps (tracing), it
-times `--steps` steps and reports the median.
+Run `python3 benchmarks/training_throughput.py` (about 3 minutes on 2 free cores). For each
+architecture (the paper's CED and CNN, and the fast network of `pidoc.fast_network`) and precision
+policy (float32, mixed_bfloat16), a fresh child process:
 
-Fraction of peak: training costs about 3 × the forward FLOPs (forward, and two products of the
-same size in the backward pass), with the forward FLOPs counted from the layer shapes (2 × MACs of
-every Conv2D and Dense layer; tf-stack.md §4: CED 5.06, CNN 0.65 GFLOP per map). The float32 peak
-is measured with a numpy float32 matrix product on all cores; the bfloat16 peak is taken as twice
-that on CPUs with AVX512_BF16 (one bf16 dot-product instruction does the work of two float32 FMAs),
-and equal to it otherwise. Other processes on the machine lower the numbers: the table reports how
-many cores the benchmark process kept busy (CPU seconds per wall second), which flags contention,
-and the maps trained per CPU second, which contention affects much less.
+1. builds the network and compiles it as `train_piDOC.py` does (`build_compiled_network`: Adam,
+   the MSE loss, for the fast network MSE on both of its outputs "mass" and "distance_age");
+2. trains on random standardised maps the trainer's way: the trainer's own `MapBatches` (a random
+   dihedral transform per map, applied to the mass map too) prepared one batch ahead in a thread
+   (`batches_ahead`) and fed to `model.train_on_batch`, so the tf.data autotune stalls of
+   tf-stack.md §4 cannot occur. After warm-up steps (tracing), `--steps` steps are timed and the
+   median step is reported;
+3. times inference, `model(x, training=False)` in a `tf.function` on batches of the same size
+   (best of 3 passes over 4 batches);
+4. measures, in the same process and right after, the reference rates of TensorFlow on this CPU:
+   a 3×3 convolution (32 → 32 channels, 160×160 pixels, batch 32, 'same' padding) and a 2048²
+   matrix product, each in bfloat16 and float32 (median of 5 calls);
+5. for the fast network under mixed_bfloat16 only: the weights after the timed steps are copied
+   into a float32 build of the same network, and both predict the same maps; the largest
+   |bf16 − float32| difference of the mass output is reported in dex, i.e. in standardised units
+   times 0.8 (`MASS_STD_DEX`), the standard deviation of log10 pixel mass assumed for the general
+   model's training set (CB21's constants give 0.45, so for the paper's data the figure errs on the
+   large side). It is a difference after a few steps on random targets, not of a trained network.
+
+Training FLOP: about 3 × the forward FLOP (the forward pass, and two products of the same size in
+the backward pass), the forward counted from the layer shapes as 2 × multiply-accumulates of every
+convolution and dense layer (`pidoc.fast_network.forward_gflop_per_map`; tf-stack.md §4: CED 5.06, CNN 0.65 GFLOP per map). The table gives the
+training GFLOP/s as a fraction of the bfloat16 conv rate measured in the same process, and of the
+rate of the run's own precision. The machine's 2 cores are shared with other work: compare ratios
+measured in one run, and read the "busy cores" column (CPU seconds per wall second of the timed
+steps; below about 1.8 means another process took CPU time) and the maps per CPU second, which
+contention affects much less.
 """
 import argparse
 import json
@@ -28,111 +44,167 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-NETWORKS = ("ced", "cnn")
+ARCHITECTURES = ("ced", "cnn", "fast")
 POLICIES = ("float32", "mixed_bfloat16")
 BATCH_SIZE = 32
 WARM_UP_STEPS = 2
 TIMED_STEPS = 5
+INFERENCE_BATCHES = 4
+INFERENCE_PASSES = 3
+REFERENCE_CALLS = 5
+# Reference operations: the conv of the issue-13 measurements and a square matrix product.
+REFERENCE_CONVOLUTION = dict(batch=32, pixels=160, channels=32, kernel=3)
+REFERENCE_MATRIX_SIZE = 2048
+# Assumed standard deviation of log10 pixel mass, to express standardised mass differences in dex.
+MASS_STD_DEX = 0.8
 
 
-def forward_gflop_per_map(model):
-    """Forward GFLOP of one map: 2 × multiply-accumulates of every Conv2D and Dense layer."""
-    import keras
-    flop = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel_height, kernel_width, input_channels, filters = layer.kernel.shape
-            _, height, width, _ = layer.output.shape
-            flop += 2 * kernel_height * kernel_width * input_channels * filters * height * width
-        elif isinstance(layer, keras.layers.Dense):
-            flop += 2 * int(np.prod(layer.kernel.shape))
-    return flop / 1e9
+def reference_rates():
+    """GFLOP/s of TensorFlow's 3×3 conv and 2048² matmul in bfloat16 and float32 (child process).
+
+    Each rate is the median over `REFERENCE_CALLS` calls, per wall second and (`*_per_cpu_second`)
+    per CPU second of this process.
+    """
+    import tensorflow as tf
+    rates = {}
+    batch, pixels, channels, kernel = (REFERENCE_CONVOLUTION[key] for key in ("batch", "pixels", "channels", "kernel"))
+    size = REFERENCE_MATRIX_SIZE
+    for dtype in (tf.bfloat16, tf.float32):
+        images = tf.cast(tf.random.stateless_normal((batch, pixels, pixels, channels), seed=(0, 1)), dtype)
+        kernels = tf.cast(tf.random.stateless_normal((kernel, kernel, channels, channels), seed=(0, 2)), dtype)
+        left = tf.cast(tf.random.stateless_normal((size, size), seed=(0, 3)), dtype)
+        right = tf.cast(tf.random.stateless_normal((size, size), seed=(0, 4)), dtype)
+        operations = {
+            "conv": (tf.function(lambda: tf.nn.conv2d(images, kernels, 1, "SAME")),
+                     2 * kernel * kernel * channels * channels * pixels * pixels * batch),
+            "matmul": (tf.function(lambda: tf.linalg.matmul(left, right)), 2 * size**3),
+        }
+        for name, (operation, flop) in operations.items():
+            operation().numpy()
+            seconds, cpu_seconds = [], []
+            for _ in range(REFERENCE_CALLS):
+                start, cpu_start = time.perf_counter(), time.process_time()
+                operation().numpy()
+                seconds.append(time.perf_counter() - start)
+                cpu_seconds.append(time.process_time() - cpu_start)
+            rates[f"{name}_{dtype.name}"] = flop / np.median(seconds) / 1e9
+            rates[f"{name}_{dtype.name}_per_cpu_second"] = flop / np.median(cpu_seconds) / 1e9
+    return rates
 
 
-def float32_peak_gflops(size=2048, repeats=10):
-    """Best float32 matrix-product speed of numpy (all cores), in GFLOP/s."""
-    left, right = (np.random.default_rng(seed).standard_normal((size, size), dtype=np.float32) for seed in (0, 1))
-    left @ right
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        left @ right
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
-
-def has_bfloat16_dot_product():
-    try:
-        return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-def measure_one(network, policy, batch_size, timed_steps):
-    """Train `network` under `policy` on random maps; return the timings as a dict (child process)."""
-    import keras
+def _import_trainer():
+    """The trainer module, imported only in the child process (it imports Keras and sets nothing global)."""
     import train_piDOC
+    return train_piDOC
 
+
+def measure_one(architecture, policy, batch_size, timed_steps):
+    """Train and run `architecture` under `policy` on random maps; return the timings as a dict (child process)."""
+    import keras
+    import tensorflow as tf
+
+    from pidoc import fast_network
+
+    train_piDOC = _import_trainer()
     keras.config.set_dtype_policy(policy)
-    model = train_piDOC.build_compiled_network(network, 1e-3, seed=0)
+    model = train_piDOC.build_compiled_network(architecture, 1e-3, seed=0)
     generator = np.random.default_rng(0)
     maps = batch_size * (WARM_UP_STEPS + timed_steps)
     flux = generator.standard_normal((maps, 160, 160, 1), dtype=np.float32)
-    targets = generator.standard_normal((maps,) + train_piDOC.TARGETS[network][1], dtype=np.float32)
-    constants = dict.fromkeys(("luminosity_mean", "mass_mean", "distance_age_mean"), 0.0)
-    constants.update(dict.fromkeys(("luminosity_std", "mass_std", "distance_age_std"), 1.0))
-    batches = train_piDOC.MapBatches(flux, targets, constants, network, batch_size, generator)
+    # One random target per output of the network (`TARGETS[architecture]`: file, shape, key, output).
+    specifications = train_piDOC.TARGETS[architecture]
+    targets = tuple(generator.standard_normal((maps,) + tuple(specification[1]), dtype=np.float32)
+                    for specification in specifications)
+    constants = {"luminosity_mean": 0.0, "luminosity_std": 1.0}
+    for specification in specifications:
+        constants.update({f"{specification[2]}_mean": 0.0, f"{specification[2]}_std": 1.0})
+    batches = train_piDOC.batches_ahead(
+        train_piDOC.MapBatches(flux, targets, constants, architecture, batch_size, generator))
+
     step_seconds, cpu_start, wall_start = [], None, None
     step_start = time.perf_counter()
-    for step, (x, y) in enumerate(train_piDOC.batches_ahead(batches)):
+    for step, (inputs, targets) in enumerate(batches):
         if step == WARM_UP_STEPS:
             cpu_start, wall_start = time.process_time(), time.perf_counter()
             step_start = wall_start
-        model.train_on_batch(x, y)
+        model.train_on_batch(inputs, targets)
         now = time.perf_counter()
         if step >= WARM_UP_STEPS:
             step_seconds.append(now - step_start)
         step_start = now
     busy_cores = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
-    return {"seconds_per_step": float(np.median(step_seconds)), "busy_cores": busy_cores,
-            "forward_gflop": forward_gflop_per_map(model)}
+
+    infer = tf.function(lambda images: model(images, training=False))
+    inference_maps = tf.constant(flux[:INFERENCE_BATCHES * batch_size])
+    splits = tf.split(inference_maps, INFERENCE_BATCHES)
+    tf.nest.map_structure(lambda tensor: tensor.numpy(), infer(splits[0]))
+    best = np.inf
+    for _ in range(INFERENCE_PASSES):
+        start = time.perf_counter()
+        for images in splits:
+            tf.nest.map_structure(lambda tensor: tensor.numpy(), infer(images))
+        best = min(best, time.perf_counter() - start)
+
+    result = {"seconds_per_step": float(np.median(step_seconds)), "busy_cores": busy_cores,
+              "forward_gflop": fast_network.forward_gflop_per_map(model), "inference_maps_per_second": len(inference_maps) / best}
+    if architecture == "fast" and policy == "mixed_bfloat16":
+        keras.config.set_dtype_policy("float32")
+        float32_model = fast_network.build_fast_network(seed=0)
+        float32_model.set_weights(model.get_weights())
+        keras.config.set_dtype_policy(policy)
+        images = flux[:batch_size]
+        difference = np.abs(model.predict_on_batch(images)["mass"] - float32_model.predict_on_batch(images)["mass"])
+        result["mass_bf16_difference_dex"] = float(difference.max()) * MASS_STD_DEX
+    result.update(reference_rates())
+    return result
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
+    parser.add_argument("--architectures", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
     parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    parser.add_argument("--steps", type=int, default=TIMED_STEPS)
-    parser.add_argument("--child", nargs=2, metavar=("NETWORK", "POLICY"), help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=TIMED_STEPS, help="timed training steps per run")
+    parser.add_argument("--child", nargs=2, metavar=("ARCHITECTURE", "POLICY"), help=argparse.SUPPRESS)
     settings = parser.parse_args(argv)
+    if settings.steps < 1 or settings.batch_size < 1:
+        parser.error("--steps and --batch-size must be positive")
     if settings.child:
         print("RESULT " + json.dumps(measure_one(*settings.child, settings.batch_size, settings.steps)))
         return
 
-    peak = {"float32": float32_peak_gflops()}
-    peak["mixed_bfloat16"] = peak["float32"] * (2 if has_bfloat16_dot_product() else 1)
-    import keras
-    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} cores, "
-          f"numpy float32 matmul peak {peak['float32']:.0f} GFLOP/s, bf16 peak taken as {peak['mixed_bfloat16']:.0f} GFLOP/s")
-    print(f"batch size {settings.batch_size}, median of {settings.steps} steps after {WARM_UP_STEPS} warm-up steps\n")
-    print(f"{'network':8}{'policy':16}{'s/step':>8}{'maps/s':>9}{'fwd GFLOP':>11}{'train GFLOP/s':>15}{'of peak':>9}"
-          f"{'busy cores':>12}{'maps/CPU-s':>12}")
-    for network in settings.networks:
+    print(f"{os.cpu_count()} cores; batch size {settings.batch_size}; median of {settings.steps} training steps after "
+          f"{WARM_UP_STEPS} warm-up steps; inference best of {INFERENCE_PASSES} passes over {INFERENCE_BATCHES} batches")
+    print("conv: 3×3, 32→32 channels, 160×160 px, batch 32; matmul: 2048²; both measured by TensorFlow in each child")
+    print("of bf16 conv: training GFLOP/s over the bf16 conv rate, both per wall second, then both per CPU second")
+    print("(the CPU-second ratio is the one that contention from other processes changes least)\n")
+    print(f"{'network':8}{'policy':16}{'fwd GFLOP':>10}{'train maps/s':>13}{'train GFLOP/s':>14}{'of bf16 conv':>14}"
+          f"{'of own conv':>12}{'infer maps/s':>13}{'busy cores':>11}{'maps/CPU-s':>11}"
+          f"{'conv bf16/fp32':>16}{'matmul bf16/fp32':>18}{'bf16 Δmass dex':>15}")
+    for architecture in settings.architectures:
         for policy in settings.policies:
-            command = [sys.executable, __file__, "--child", network, policy,
+            command = [sys.executable, __file__, "--child", architecture, policy,
                        "--batch-size", str(settings.batch_size), "--steps", str(settings.steps)]
             completed = subprocess.run(command, capture_output=True, text=True)
             lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
             if completed.returncode != 0 or not lines:
-                print(f"{network.upper():8}{policy:16} failed:\n{completed.stderr[-2000:]}")
+                print(f"{architecture.upper():8}{policy:16} failed:\n{completed.stderr[-2000:]}")
                 continue
             result = json.loads(lines[-1][len("RESULT "):])
             maps_per_second = settings.batch_size / result["seconds_per_step"]
             training_gflops = 3 * result["forward_gflop"] * maps_per_second
-            print(f"{network.upper():8}{policy:16}{result['seconds_per_step']:8.3f}{maps_per_second:9.1f}"
-                  f"{result['forward_gflop']:11.2f}{training_gflops:15.0f}{training_gflops / peak[policy]:9.0%}"
-                  f"{result['busy_cores']:12.2f}{maps_per_second / result['busy_cores']:12.1f}")
+            own_conv = result["conv_bfloat16" if policy == "mixed_bfloat16" else "conv_float32"]
+            cpu_fraction = 3 * result["forward_gflop"] * maps_per_second / result["busy_cores"] / result[
+                "conv_bfloat16_per_cpu_second"]
+            difference = result.get("mass_bf16_difference_dex")
+            print(f"{architecture.upper():8}{policy:16}{result['forward_gflop']:10.3f}{maps_per_second:13.1f}"
+                  f"{training_gflops:14.0f}{training_gflops / result['conv_bfloat16']:8.0%}/{cpu_fraction:<5.0%}"
+                  f"{training_gflops / own_conv:12.0%}"
+                  f"{result['inference_maps_per_second']:13.1f}{result['busy_cores']:11.2f}"
+                  f"{maps_per_second / result['busy_cores']:11.1f}"
+                  f"{result['conv_bfloat16']:9.0f}/{result['conv_float32']:<6.0f}"
+                  f"{result['matmul_bfloat16']:11.0f}/{result['matmul_float32']:<6.0f}"
+                  f"{'-' if difference is None else f'{difference:.4f}':>15}")
 
 
 if __name__ == "__main__":

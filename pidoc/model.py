@@ -4,8 +4,10 @@ A model folder (such as `trained_piDOC/` or `trained_piDOC/general/`) holds
 
 - `architecture.json`: which networks it holds (`ARCHITECTURES`), so every driver loads either kind
   by its path alone;
-- the networks' files (`CED.json` + `CED.weights.h5` and `CNN.json` + `CNN.weights.h5` for the
-  paper's architecture; the authors' Keras 2.3.1 files are read too, `pidoc.networks`);
+- the networks' files: `CED.json` + `CED.weights.h5` and `CNN.json` + `CNN.weights.h5` for the
+  paper's architecture (the authors' Keras 2.3.1 files are read too, `pidoc.networks`); one weights
+  file named in the record for the general model's fast network (`pidoc.fast_network`), whose
+  layers are built from the code;
 - optionally `standardization_files/` (the six constants it was trained with; otherwise those of
   the input folder are used, as in the original π-DOC) and `calibration.json` (intervals and the
   domain verdict, `pidoc.calibration.uncertainty`).
@@ -29,7 +31,10 @@ STANDARDIZATION_SUBDIRECTORY = "standardization_files"
 # The paper's two networks: the encoder-decoder (CED) for the mass map and the CNN for
 # [distance, age] (CB21 §3, Figs 2 and 3).
 PAPER_ARCHITECTURE = "cb21-ced-cnn"
-ARCHITECTURES = (PAPER_ARCHITECTURE,)
+# One network with two heads, made for this project's CPU (pidoc/fast_network.py; issue 13).
+FAST_ARCHITECTURE = "fast-s2d-v1"
+FAST_WEIGHTS_FILE = "piDOC_fast.weights.h5"
+ARCHITECTURES = (PAPER_ARCHITECTURE, FAST_ARCHITECTURE)
 # What each network of the paper's architecture returns for one map.
 NETWORK_OUTPUT_SHAPES = {"CED": MAP_SHAPE, "CNN": (2,)}
 
@@ -46,13 +51,17 @@ DISTANCE_AGE_NETWORK_BATCH_MAPS = 100
 # benchmarks/inference.py shows the fully trained CED within 0.01 dex on the test maps; only then
 # switch to "bfloat16". The CNN always runs in float32.
 MASS_NETWORK_COMPUTE_DTYPE = "float32"
+# The fast network: maps per call, and its Keras dtype policy at inference ("mixed_bfloat16" only
+# once benchmarks/training_throughput.py shows its maps within 0.01 dex of float32).
+FAST_NETWORK_BATCH_MAPS = 64
+FAST_NETWORK_COMPUTE_DTYPE = "float32"
 
 
 # ==================================================================================================
 # 1. The architecture record
 # ==================================================================================================
-def read_architecture(directory):
-    """The architecture named in `<directory>/architecture.json`.
+def read_architecture_record(directory):
+    """The checked record `<directory>/architecture.json`, as a dict with at least "architecture".
 
     Raises
     ------
@@ -72,12 +81,20 @@ def read_architecture(directory):
             f'{{"architecture": "{PAPER_ARCHITECTURE}"}}'
         )
     try:
-        architecture = json.loads(path.read_text())["architecture"]
+        record = json.loads(path.read_text())
+        architecture = record["architecture"]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"architecture record {path} is unreadable (expected {{\"architecture\": ...}}): {error}") from error
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture record {path} names {architecture!r}; this version knows {list(ARCHITECTURES)}")
-    return architecture
+    if architecture == FAST_ARCHITECTURE and not isinstance(record.get("weights"), str):
+        raise ValueError(f"architecture record {path} of {architecture} does not name its weights file")
+    return record
+
+
+def read_architecture(directory):
+    """The architecture named in `<directory>/architecture.json` (`read_architecture_record`)."""
+    return read_architecture_record(directory)["architecture"]
 
 
 def write_architecture_record(directory, architecture, **details):
@@ -94,6 +111,11 @@ def network_files(directory, architecture):
     """The configuration and weight files of the networks of `architecture` in `directory`."""
     from pidoc import networks
 
+    if architecture == FAST_ARCHITECTURE:
+        path = Path(directory) / read_architecture_record(directory)["weights"]
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path.name} named by {Path(directory) / ARCHITECTURE_FILE} is missing")
+        return [path]
     files = []
     for name in NETWORK_OUTPUT_SHAPES:
         files.extend(networks.find_model_files(directory, name))
@@ -160,13 +182,25 @@ def make_forward_pass(network, batch_size_maps):
         raise ValueError(f"batch_size_maps must be at least 1, got {batch_size_maps}")
     input_signature = [tf.TensorSpec((None,) + tuple(network.input_shape[1:]), tf.float32)]
     forward_graph = tf.function(lambda maps: network(maps, training=False), input_signature=input_signature)
+    # A network of several named outputs (the fast network) returns a dict of them.
+    output_shapes = ({name: tuple(tensor.shape) for name, tensor in network.output.items()}
+                     if isinstance(network.output, dict) else tuple(network.output_shape))
 
     def forward_pass(standardized_maps):
         standardized_maps = np.asarray(standardized_maps, dtype=np.float32)
-        outputs = np.empty((len(standardized_maps),) + tuple(network.output_shape[1:]), dtype=np.float32)
-        for start in range(0, len(standardized_maps), batch_size_maps):
+        number_of_maps = len(standardized_maps)
+        if isinstance(output_shapes, dict):
+            outputs = {name: np.empty((number_of_maps,) + tuple(shape[1:]), dtype=np.float32) for name, shape in output_shapes.items()}
+        else:
+            outputs = np.empty((number_of_maps,) + tuple(output_shapes[1:]), dtype=np.float32)
+        for start in range(0, number_of_maps, batch_size_maps):
             stop = start + batch_size_maps
-            outputs[start:stop] = forward_graph(tf.constant(standardized_maps[start:stop])).numpy()
+            result = forward_graph(tf.constant(standardized_maps[start:stop]))
+            if isinstance(outputs, dict):
+                for name in outputs:
+                    outputs[name][start:stop] = result[name].numpy()
+            else:
+                outputs[start:stop] = result.numpy()
         return outputs
 
     return forward_pass
@@ -192,6 +226,32 @@ def bfloat16_copy_of_mass_network(network):
         if layer.weights:
             copy.get_layer(layer.name).set_weights(layer.get_weights())
     return copy
+
+
+def load_fast_network(directory):
+    """Build the fast network (`pidoc.fast_network`) in float32 and load the weights its record names.
+
+    Raises
+    ------
+    ValueError
+        The weights file does not fit the architecture (the message names the file).
+    """
+    import keras
+
+    from pidoc import fast_network
+
+    weights_path = network_files(directory, FAST_ARCHITECTURE)[0]
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(FAST_NETWORK_COMPUTE_DTYPE)
+    try:
+        network = fast_network.build_fast_network()
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    try:
+        network.load_weights(weights_path)
+    except Exception as error:  # h5py and Keras raise many types for a foreign or corrupt file
+        raise ValueError(f"cannot load the fast network's weights {weights_path}: {error}") from error
+    return network
 
 
 def standardization_directory_for(pathtrained, standardization_directory):
@@ -247,6 +307,8 @@ class TrainedModel:
 
     @property
     def networks(self):
+        if self._networks is None and self.architecture == FAST_ARCHITECTURE:
+            self._networks = {"fast": load_fast_network(self.directory)}
         if self._networks is None:
             mass_network = load_network(self.directory, "CED")
             if MASS_NETWORK_COMPUTE_DTYPE == "bfloat16":
@@ -287,6 +349,13 @@ class TrainedModel:
         # CB21 §3: the networks were trained on inputs standardised with the training set's scalars.
         standardized_flux = standardization.standardize(log_flux_maps, constants["luminosity_mean"], constants["luminosity_std"])
         number_of_maps = len(standardized_flux)
+        if self.architecture == FAST_ARCHITECTURE:
+            start = time.perf_counter()
+            outputs = make_forward_pass(networks["fast"], FAST_NETWORK_BATCH_MAPS)(standardized_flux)
+            predicted_log_mass_maps = standardization.destandardize(outputs["mass"], constants["mass_mean"], constants["mass_std"])
+            predicted_distance_age = standardization.destandardize(
+                outputs["distance_age"], constants["distance_age_mean"], constants["distance_age_std"])
+            return predicted_log_mass_maps, predicted_distance_age, {"fast": (time.perf_counter() - start) / number_of_maps}
 
         start = time.perf_counter()
         mass_forward_pass = make_forward_pass(networks["CED"], MASS_NETWORK_BATCH_MAPS)

@@ -87,3 +87,47 @@ def standardize(values, mean, std):
 def destandardize(values, mean, std):
     """Return values * std + mean as float32, the inverse of `standardize`."""
     return (np.asarray(values, dtype=np.float32) * np.float32(std) + np.float32(mean)).astype(np.float32)
+
+
+def training_standardization(train_directories, chunk=512, rows_per_directory=None):
+    """The six scalar constants of a training split: pixel mean/std of log flux and log mass, and one
+    mean/std shared by both [distance, age] columns, as in the original (CB21 §3).
+
+    Parameters
+    ----------
+    train_directories : str, Path or list of them
+        One training split (`<data>/train/`), or several whose union is the training split (the
+        general model trains on the Milky Way preset's split and a share of the cb21 domain's):
+        the sums run over every map of every folder, so the constants are those of the union.
+    chunk : int
+        Maps read at a time from the memory-mapped files.
+    rows_per_directory : list of (array of int or None), optional
+        The maps of each folder to count (for a split still being generated, its finished
+        clusters' rows); None counts every map.
+    """
+    if isinstance(train_directories, (str, Path)):
+        train_directories = [train_directories]
+    directories = [Path(directory) for directory in train_directories]
+    rows_per_directory = rows_per_directory or [None] * len(directories)
+    constants = {}
+    for key, file_name in (("luminosity", "luminosity_V.npy"), ("mass", "mass.npy")):
+        total = total_squares = 0.0
+        count = 0
+        for directory, rows in zip(directories, rows_per_directory):
+            values = np.load(directory / file_name, mmap_mode="r")
+            rows = np.arange(len(values)) if rows is None else np.asarray(rows)
+            for first in range(0, len(rows), chunk):
+                block = np.asarray(values[rows[first:first + chunk]], dtype=np.float64)
+                total += block.sum()
+                total_squares += np.square(block).sum()
+            count += len(rows) * int(np.prod(values.shape[1:]))
+        mean = total / count
+        constants[f"{key}_mean"] = mean
+        constants[f"{key}_std"] = np.sqrt(max(total_squares / count - mean**2, 0.0))
+    distance_age = np.concatenate([
+        np.load(directory / "distance_age.npy").astype(np.float64)[slice(None) if rows is None else rows]
+        for directory, rows in zip(directories, rows_per_directory)])
+    constants["distance_age_mean"] = distance_age.mean()
+    constants["distance_age_std"] = distance_age.std()
+    return constants
+

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The general π-DOC model from nothing, by one command that can be stopped and started again:
+# data → training → calibration → evaluation → model card (trained_piDOC/general_fast/).
+#
+#   bash scripts/make_general_model.sh [TRAINING_MINUTES] [EPOCHS]
+#
+# Every stage resumes by itself: make_mock_clusters.py skips the clusters already on disk (their
+# progress records), train_piDOC.py continues from its last checkpoint in runs/general_fast/fast/,
+# and the predictions of a split are cached (pidoc/splits.py), so a second call redoes nothing that
+# is done. TRAINING_MINUTES bounds this call's training (default: no bound); the later stages run
+# on whatever the best epoch so far is, and the model card says how far training got.
+#
+# Data (seed 2021, both presets of docs/mock_clusters.md):
+# - data/general: the Milky Way preset (N0 5×10⁴–3.5×10⁶, present-day masses 10⁴–10⁶ M☉), 1,000
+#   training clusters × 20 views, validation, and the held-out test split at 10, 15, 30, 60 and
+#   80 kpc with ages drawn over 1–14 Gyr; its calibration and boundary splits for the intervals.
+# - data/general_cb21: 150 clusters of the cb21 preset (N0 = 5×10⁴, the paper's domain) × 3 ages ×
+#   8 views, so the old domain is not forgotten, and the cb21 preset's own held-out test split.
+# The training split is the union of both train/ folders, standardised with its own constants.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+training_minutes=${1:-}
+epochs=${2:-60}
+model=trained_piDOC/general_fast
+runs=runs/general_fast
+export PYTHONUNBUFFERED=1
+mkdir -p "$runs"
+
+echo "== 1. data"
+python3 make_mock_clusters.py --preset milky-way --test-age-range-gyr 1 14 --output-directory data/general \
+    --splits train validation test
+python3 make_mock_clusters.py --preset cb21 --training-clusters 150 --output-directory data/general_cb21 \
+    --splits train test
+
+echo "== 2. training (fast architecture, mixed bfloat16; resumes from $runs/fast)"
+python3 train_piDOC.py --networks fast --data-directory data/general data/general_cb21 \
+    --output-directory "$model" --runs-directory "$runs" --mixed-precision mixed_bfloat16 \
+    --epochs "$epochs" --batch-size 32 --learning-rate 1e-3 --plateau-patience 4 \
+    ${training_minutes:+--max-minutes "$training_minutes"}
+cp "$runs/fast/training_log.csv" "$model/training_log.csv"
+cp "$runs/fast/learning_curves.png" "$model/learning_curves.png"
+
+echo "== 3. calibration (intervals and the domain verdict)"
+python3 make_mock_clusters.py --preset milky-way --test-age-range-gyr 1 14 --output-directory data/general \
+    --splits calibration boundary
+python3 calibrate_piDOC.py data/general/calibration --trained-directory "$model" \
+    --boundary-directory data/general/boundary
+
+echo "== 4. evaluation on the held-out splits"
+python3 evaluate_piDOC.py data/general/test --trained-directory "$model" \
+    --output-directory "$runs/evaluation/general_test" --out-of-domain-clusters 100
+python3 evaluate_piDOC.py data/general_cb21/test --trained-directory "$model" \
+    --output-directory "$runs/evaluation/original_test"
+cp "$runs/evaluation/general_test/evaluation.txt" "$model/evaluation_general_test_split.txt"
+cp "$runs/evaluation/original_test/evaluation.txt" "$model/evaluation_original_test_split.txt"
+
+echo "== 5. model card figures"
+python3 scripts/general_model_results.py --model-directory "$model" --runs-directory "$runs"

@@ -1,0 +1,94 @@
+"""The general model's fast network through the trainer and the model folder, on a tiny mock data set.
+
+Resume, export, loading by path and prediction are those of the real code; the data are the real
+generator's at tiny sizes (test_training.py's flags).
+"""
+import json
+
+import numpy as np
+import pytest
+
+import functions
+import make_mock_clusters
+import train_piDOC
+from pidoc import standardization
+from pidoc.model import ARCHITECTURE_FILE, FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, open_model
+from test_training import TINY_DATA_FLAGS, training_settings
+
+
+@pytest.fixture(scope="module")
+def data_directory(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fast_training") / "data"
+    make_mock_clusters.main(["--output-directory", str(directory)] + TINY_DATA_FLAGS)
+    return directory
+
+
+def test_two_data_sets_train_on_the_union_with_its_own_constants(data_directory, tmp_path):
+    single = standardization.read_standardization(data_directory / "standardization_files")
+    # The union of a split with itself has the split's own constants (float32 files against float64 sums).
+    pooled = standardization.training_standardization([data_directory / "train", data_directory / "train"])
+    assert pooled == pytest.approx(single, rel=1e-5)
+    flux, mass, distance_age = train_piDOC.load_split([data_directory / "train"] * 2, "fast")
+    number_of_maps = len(np.load(data_directory / "train" / "luminosity_V.npy"))
+    assert flux.shape == mass.shape == (2 * number_of_maps, 160, 160, 1) and distance_age.shape == (2 * number_of_maps, 2)
+
+
+def test_the_fast_network_trains_exports_and_predicts_by_its_path(data_directory, tmp_path):
+    settings = training_settings(data_directory, tmp_path, "fast", 1, 4)
+    _, state = train_piDOC.train_network("fast", settings)
+    assert state["epoch"] == 1 and np.isfinite(state["best_val_loss"])
+    trained = tmp_path / "trained"
+    record = json.loads((trained / ARCHITECTURE_FILE).read_text())
+    assert record["architecture"] == FAST_ARCHITECTURE and record["weights"] == FAST_WEIGHTS_FILE
+    # The folder carries the constants it was trained with, so its path alone is enough.
+    assert (trained / "standardization_files").is_dir()
+    model = open_model(trained)
+    assert model.architecture == FAST_ARCHITECTURE and list(model.fingerprint) == [FAST_WEIGHTS_FILE]
+    log_flux = np.load(data_directory / "validation" / "luminosity_V.npy")[:3]
+    predicted_mass, predicted_distance_age = functions.make_predictions(trained, data_directory, tmp_path / "predictions", log_flux)
+    assert predicted_mass.shape == (3, 160, 160, 1) and predicted_distance_age.shape == (3, 2)
+    assert np.all(np.isfinite(predicted_mass)) and np.all(np.isfinite(predicted_distance_age))
+    # The exported float32 weights give the trainer's validation loss back.
+    validation_arrays = train_piDOC.load_split(data_directory / "validation", "fast")
+    validation = train_piDOC.MapBatches(validation_arrays[0], validation_arrays[1:], model.constants, "fast", 4)
+    recompiled = train_piDOC.build_compiled_network("fast", 1e-3, seed=0)
+    recompiled.set_weights(model.networks["fast"].get_weights())
+    assert train_piDOC.validation_loss(recompiled, validation) == pytest.approx(state["best_val_loss"], rel=1e-4)
+
+
+def test_a_fast_checkpoint_resumes_to_the_weights_of_an_uninterrupted_run(data_directory, tmp_path):
+    reference, reference_state = train_piDOC.train_network(
+        "fast", training_settings(data_directory, tmp_path / "reference", "fast", 2, 4))
+    train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 1, 4))
+    resumed, state = train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 2, 4))
+    assert state["epoch"] == 2 and train_piDOC.optimizer_steps(resumed) == train_piDOC.optimizer_steps(reference)
+    for expected, found in zip(reference.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+    assert state["best_val_loss"] == pytest.approx(reference_state["best_val_loss"], rel=1e-5)
+
+
+def test_a_fast_folder_without_its_weights_is_refused_with_the_file_named(data_directory, tmp_path):
+    trained = tmp_path / "trained"
+    train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 1, 4))
+    (trained / FAST_WEIGHTS_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=FAST_WEIGHTS_FILE):
+        open_model(trained)
+    (trained / ARCHITECTURE_FILE).write_text(json.dumps({"architecture": FAST_ARCHITECTURE}))
+    with pytest.raises(ValueError, match="does not name its weights file"):
+        open_model(trained)
+
+
+def test_an_unfinished_training_split_is_refused_unless_its_finished_clusters_are_asked_for(data_directory, tmp_path):
+    import shutil
+
+    split = tmp_path / "train"
+    shutil.copytree(data_directory / "train", split)
+    records = sorted((split / "progress").glob("cluster_*.json"))
+    maps_per_cluster = len(json.loads(records[0].read_text()))
+    records[0].unlink()   # cluster 0 "not finished yet": its rows would be zeros
+    with pytest.raises(ValueError, match="incomplete: 1 of 2 clusters finished"):
+        train_piDOC.load_split(split, "fast")
+    flux, mass, distance_age = train_piDOC.load_split(split, "fast", finished_clusters_only=True)
+    complete_flux = np.load(data_directory / "train" / "luminosity_V.npy")
+    assert len(flux) == maps_per_cluster
+    np.testing.assert_array_equal(flux, complete_flux[maps_per_cluster:2 * maps_per_cluster])
