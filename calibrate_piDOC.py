@@ -12,17 +12,23 @@ atomically, to `<trained directory>/calibration.json`, tied to the SHA-256 of th
 a second set of weights (e.g. `trained_piDOC/general/`) is calibrated the same way by the same
 command. Method and guarantees: docs/uncertainty.md.
 
+Several calibration splits, one per nuisance family (`make_mock_clusters.py --nuisance FAMILY`, each
+with its boundary split beside it), calibrate on their union: `python3 calibrate_piDOC.py
+data/nuisance/*/calibration`. Each folder's cluster ids are kept apart (`pidoc.calibration.mixture`).
+
 Usage:
-    python3 calibrate_piDOC.py SPLIT_DIRECTORY [--trained-directory trained_piDOC]
-        [--boundary-directory SPLIT_DIRECTORY/../boundary]
+    python3 calibrate_piDOC.py SPLIT_DIRECTORY [SPLIT_DIRECTORY ...] [--trained-directory trained_piDOC]
+        [--boundary-directory SPLIT_DIRECTORY/../boundary ...]
         [--standardization-directory input_files/standardization_files]
 """
 import argparse
 from pathlib import Path
 
-from pidoc.calibration import uncertainty
+import numpy as np
+
+from pidoc.calibration import mixture, uncertainty
 from pidoc.model import STANDARDIZATION_SUBDIRECTORY, open_model
-from pidoc.splits import load_cluster_ids, load_split, predict_split
+from pidoc.splits import load_cluster_ids
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 PROJECT_DIRECTORY = Path(__file__).resolve().parent
@@ -36,11 +42,12 @@ MINIMUM_CLUSTERS = 20
 
 def parse_arguments(arguments=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("split_directory", type=Path, help="calibration split: luminosity_V.npy, mass.npy, "
-                        "distance_age.npy, metadata.csv")
+    parser.add_argument("split_directory", type=Path, nargs="+", help="calibration split(s): luminosity_V.npy, mass.npy, "
+                        "distance_age.npy, metadata.csv; several (one per nuisance family) calibrate on their union")
     parser.add_argument("--trained-directory", type=Path, default=TRAINED_DIRECTORY)
-    parser.add_argument("--boundary-directory", type=Path, default=None,
-                        help="boundary split: clusters seen nearer and farther (default: 'boundary' beside the split)")
+    parser.add_argument("--boundary-directory", type=Path, nargs="+", default=None,
+                        help="boundary split(s), one per calibration split: clusters seen nearer and farther "
+                             "(default: 'boundary' beside each split)")
     parser.add_argument("--standardization-directory", type=Path, default=STANDARDIZATION_DIRECTORY)
     parser.add_argument("--minimum-clusters", type=int, default=MINIMUM_CLUSTERS)
     return parser.parse_args(arguments)
@@ -49,28 +56,36 @@ def parse_arguments(arguments=None):
 def main(arguments=None):
     """Calibrate and write `calibration.json`; returns the calibration dict."""
     options = parse_arguments(arguments)
-    log_flux_maps, true_log_mass_maps, true_distance_age = load_split(options.split_directory)
-    cluster_ids = load_cluster_ids(options.split_directory)
-    if len(cluster_ids) != len(log_flux_maps):
-        raise ValueError(f"{options.split_directory / 'metadata.csv'} has {len(cluster_ids)} rows for {len(log_flux_maps)} maps")
-    number_of_clusters = len(set(cluster_ids.tolist()))
+    split_directories = list(options.split_directory)
+    boundary_directories = options.boundary_directory or [directory.parent / "boundary" for directory in split_directories]
+    if len(boundary_directories) != len(split_directories):
+        raise ValueError(f"--boundary-directory names {len(boundary_directories)} folders for {len(split_directories)} "
+                         f"calibration splits; give one per split or none")
+    # The cluster count is checked before the networks run (minutes on a CPU).
+    number_of_clusters = sum(len(np.unique(load_cluster_ids(directory))) for directory in split_directories)
     if number_of_clusters < options.minimum_clusters:
-        raise ValueError(f"{options.split_directory} holds {number_of_clusters} clusters; calibration needs at least "
-                         f"{options.minimum_clusters} (--minimum-clusters)")
-    print(f"calibrating {options.trained_directory} on {options.split_directory}: {len(log_flux_maps)} maps "
-          f"of {number_of_clusters} clusters")
+        raise ValueError(f"{', '.join(map(str, split_directories))} hold {number_of_clusters} clusters; calibration needs "
+                         f"at least {options.minimum_clusters} (--minimum-clusters)")
     model = open_model(options.trained_directory, options.standardization_directory)
-    predicted_log_mass_maps, predicted_distance_age, _ = predict_split(options.split_directory, model)
-    boundary_directory = options.boundary_directory or options.split_directory.parent / "boundary"
-    boundary_log_flux_maps, _, boundary_true_distance_age = load_split(boundary_directory)
-    print(f"distance edges from {boundary_directory}: {len(boundary_log_flux_maps)} maps")
-    boundary_predicted_log_mass_maps, boundary_predicted_distance_age, _ = predict_split(boundary_directory, model)
-    boundary = {"log_flux_maps": boundary_log_flux_maps, "predicted_log_mass_maps": boundary_predicted_log_mass_maps,
-                "predicted_distance_age": boundary_predicted_distance_age, "true_distance_kpc": boundary_true_distance_age[:, 0]}
-    calibration = uncertainty.fit_calibration(log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
-                                              predicted_distance_age, cluster_ids, boundary=boundary)
-    provenance = {"split_directory": str(options.split_directory), "boundary_directory": str(boundary_directory),
-                  "command": "calibrate_piDOC.py"}
+    families = [mixture.load_family(split_directory, model, boundary_directory)
+                for split_directory, boundary_directory in zip(split_directories, boundary_directories)]
+    seeds = [family["seed"] for family in families if family["seed"] is not None]
+    if len(set(seeds)) != len(seeds):
+        print("warning: some calibration splits were made with the same --seed and share their clusters' initial conditions")
+    number_of_maps = sum(len(family["log_flux_maps"]) for family in families)
+    for family in families:
+        print(f"{family['split_directory']} ({family['name']}): {len(family['log_flux_maps'])} maps of "
+              f"{len(np.unique(family['cluster_ids']))} clusters; distance edges from {family['boundary_directory']}: "
+              f"{len(family['boundary']['log_flux_maps'])} maps")
+    print(f"calibrating {options.trained_directory} on {number_of_maps} maps of {number_of_clusters} clusters")
+    calibration = mixture.calibrate(families)
+    if len(families) == 1:
+        provenance = {"split_directory": str(split_directories[0]), "boundary_directory": str(boundary_directories[0]),
+                      "command": "calibrate_piDOC.py"}
+    else:
+        provenance = {"split_directories": [str(directory) for directory in split_directories],
+                      "boundary_directories": [str(directory) for directory in boundary_directories],
+                      "families": [family["name"] for family in families], "command": "calibrate_piDOC.py"}
     path = uncertainty.save_calibration(model, calibration, provenance)
     print(f"written: {path}")
     return calibration

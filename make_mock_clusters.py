@@ -21,6 +21,12 @@ Presets (`--preset`): `cb21` (default) is CB21's domain, N0 = 5×10⁴ stars, wi
 log-uniform 5×10⁴–3.5×10⁶, present-day masses ~10⁴–10⁶ M☉ at 10–14 Gyr; `PRESETS` cites the
 catalogue values). A flag given on the command line overrides the preset's value.
 
+Nuisance families (`--nuisance FAMILY`, with any preset): imf, binaries, segregation, tidal,
+stellar-evolution, seeing, noise or centring varies one assumption of the mocks, drawn per cluster or
+per map from seeded generators of its own and recorded in metadata.csv and settings.json
+(`pidoc.mocks.clusters.NUISANCE_FAMILIES`, docs/mock_clusters.md). Without the flag the presets make
+the same bytes as before it existed.
+
 Engine: clusters run as tasks on dask.distributed, a LocalCluster of `--workers` processes by
 default, or the workers of a running scheduler with `--scheduler ADDRESS` (for example one started
 by dask-jobqueue on a batch system; its workers need this folder on their Python path and the stellar
@@ -81,6 +87,10 @@ WORKERS = os.cpu_count()
 SPLITS = ("train", "validation", "test", "calibration", "boundary")
 SCHEDULER = None                     # address of a running dask scheduler; None: a LocalCluster
 PRESET = "cb21"
+# A nuisance family (`--nuisance`, one of mock_clusters.NUISANCE_FAMILIES) varies one thing the mocks
+# assume, drawn per cluster or per map from seeded generators and recorded in metadata.csv; None makes
+# the preset's clusters byte for byte as before. Families, ranges and sources: docs/mock_clusters.md.
+NUISANCE = None
 
 # Priors of the initial conditions; CB21's (N0 = 5×10⁴) as in docs/mock_clusters.md.
 STARS_RANGE = None                   # (N0 low, N0 high), log-uniform; None: every cluster has --stars
@@ -189,6 +199,9 @@ def parse_arguments(argv):
     parser.add_argument("--stellar-table-cache", default=None, help="folder of cached stellar tables")
     parser.add_argument("--coarse-stellar-tables", action="store_true", help="small tables, for tests only")
     parser.add_argument("--preview", default=None, help="also write a PNG mosaic of one cluster here")
+    parser.add_argument("--nuisance", default=NUISANCE, metavar="FAMILY",
+                        help=f"vary one assumption per cluster or map: {', '.join(mock_clusters.NUISANCE_FAMILIES)} "
+                             "(docs/mock_clusters.md, 'Nuisance families'); default none")
     return apply_preset(parser.parse_args(argv))
 
 
@@ -243,6 +256,14 @@ def check_settings(settings):
     if settings.training_distance_range_kpc[0] > settings.training_distance_range_kpc[1]:
         raise ValueError(f"--training-distance-range-kpc must be ordered, got {settings.training_distance_range_kpc}")
     mock_clusters.seeing_sigma_pixels(settings.seeing_fwhm_arcsec)
+    if getattr(settings, "nuisance", None) is not None:
+        try:
+            mock_clusters.check_nuisance_family(settings.nuisance)
+        except ValueError as error:
+            raise ValueError(f"--nuisance: {error}") from error
+        if settings.nuisance == "stellar-evolution":
+            for metallicity_feh in settings.metallicity_feh_values:
+                mock_clusters.track_metallicity_options(metallicity_feh)
 
 
 def priors_from(settings):
@@ -328,9 +349,26 @@ def make_one_cluster(settings, task):
     """All maps of one cluster, `task` = (split, cluster index); a pure function of its arguments."""
     split, cluster_index = task
     parameters, views = cluster_plan(settings, split, cluster_index)
-    maps = mock_clusters.make_cluster_maps(parameters, views, settings.seeing_fwhm_arcsec, settings.centre_offset_arcsec,
-                                           functools.partial(load_stellar_table, settings))
+    family = getattr(settings, "nuisance", None)
+    if family is None:
+        maps = mock_clusters.make_cluster_maps(parameters, views, settings.seeing_fwhm_arcsec, settings.centre_offset_arcsec,
+                                               functools.partial(load_stellar_table, settings))
+    else:
+        # The family's draws come from their own seeded streams, after the nominal plan.
+        parameters, nuisance = mock_clusters.draw_nuisance(family, parameters, priors_from(settings))
+        maps = mock_clusters.make_cluster_maps(parameters, views, settings.seeing_fwhm_arcsec, settings.centre_offset_arcsec,
+                                               functools.partial(load_stellar_table, settings), nuisance)
     return split, cluster_index, maps
+
+
+def stellar_table_metallicities(settings):
+    """Every [Fe/H] whose stellar table the clusters may read: the priors', and for the
+    "stellar-evolution" nuisance family the shifted track metallicities too."""
+    metallicities = [float(value) for value in settings.metallicity_feh_values]
+    if getattr(settings, "nuisance", None) == "stellar-evolution":
+        for metallicity_feh in settings.metallicity_feh_values:
+            metallicities += [value for value in mock_clusters.track_metallicity_options(metallicity_feh) if value not in metallicities]
+    return metallicities
 
 
 def finished_clusters(settings, tasks):
@@ -391,8 +429,14 @@ def open_split_arrays(split_directory, number_of_maps):
 ENGINE_SETTINGS = ("workers", "scheduler", "preview", "splits", "stellar_table_cache")
 
 
+# Settings recorded only when they differ from their default, so that folders made before they existed
+# (and every folder made without them) keep their settings.json byte for byte.
+OPTIONAL_SETTINGS = {"nuisance": NUISANCE}
+
+
 def settings_record(settings):
-    record = {key: value for key, value in vars(settings).items() if key not in ENGINE_SETTINGS}
+    record = {key: value for key, value in vars(settings).items() if key not in ENGINE_SETTINGS
+              and not (key in OPTIONAL_SETTINGS and value == OPTIONAL_SETTINGS[key])}
     return json.loads(json.dumps(record))
 
 
@@ -443,7 +487,7 @@ def generate(settings):
     output_directory = Path(settings.output_directory)
     check_or_write_settings(output_directory, settings)
     # Build the stellar tables once in this process, so the workers only ever read the cache.
-    for metallicity_feh in settings.metallicity_feh_values:
+    for metallicity_feh in stellar_table_metallicities(settings):
         load_stellar_table(settings, metallicity_feh)
 
     tasks, arrays = [], {}
@@ -482,31 +526,10 @@ def generate(settings):
         write_metadata_csv(output_directory / split, clusters_in(settings, split))
     if "train" in arrays:
         standardization.write_standardization(output_directory / "standardization_files",
-                                              training_standardization(output_directory / "train"))
+                                              standardization.training_standardization(output_directory / "train"))
     if tasks:
         print(f"{len(tasks)} clusters, {maps_written} maps in {elapsed:.1f} s: "
               f"{len(tasks) / elapsed:.3f} clusters/s, {maps_written / elapsed:.2f} maps/s")
-
-
-def training_standardization(train_directory, chunk=512):
-    """The six scalar constants from the training split: pixel mean/std of log flux and log mass,
-    and one mean/std shared by both [distance, age] columns, as in the original (CB21 §3)."""
-    constants = {}
-    for key, file_name in (("luminosity", "luminosity_V.npy"), ("mass", "mass.npy")):
-        values = np.load(train_directory / file_name, mmap_mode="r")
-        total = total_squares = 0.0
-        for first in range(0, len(values), chunk):
-            block = np.asarray(values[first:first + chunk], dtype=np.float64)
-            total += block.sum()
-            total_squares += np.square(block).sum()
-        count = values.size
-        mean = total / count
-        constants[f"{key}_mean"] = mean
-        constants[f"{key}_std"] = np.sqrt(max(total_squares / count - mean**2, 0.0))
-    distance_age = np.load(train_directory / "distance_age.npy").astype(np.float64)
-    constants["distance_age_mean"] = distance_age.mean()
-    constants["distance_age_std"] = distance_age.std()
-    return constants
 
 
 def write_preview(settings, png_path, ages_gyr=(0.5, 2.0, 6.0, 12.0)):

@@ -4,10 +4,21 @@
 cluster at 16 kpc read as 9 kpc; notes/observations-and-uncertainty.md §1). Each map gets a verdict,
 `inside` or `outside` with a reason a person can read:
 
-1. Physical limits, always checked: a predicted distance ≤ 0, an age outside 0–14 Gyr, a non-finite
-   output, or a map whose pixels all have one value make it `outside`. Where the model folder is
-   calibrated, so does a predicted distance outside the range of the calibration maps' predictions
-   (the intervals were not fitted there).
+1. Physical limits, always checked: a predicted distance ≤ 0, a non-finite output, or a map whose
+   pixels all have one value make it `outside`. An age outside 0–14 Gyr is impossible only when its
+   whole 95 % interval lies outside 0–14 Gyr too (where the folder is calibrated; without a
+   calibration any age outside is): near the edge of the prior a predicted 14.2 Gyr is a reading of
+   an old cluster, which the summary reports clipped to 14 Gyr with a note (`age_notes`). Where the
+   model folder is calibrated, a predicted distance outside the range of the calibration maps'
+   predictions is `outside` too (the intervals were not fitted there).
+1b. Frame and flux scale, rule-based, so that any calibration file made before them serves: the
+   centre of the map's light must lie within what the mocks' centring allows (N(0, 1″) per axis,
+   `CENTRE_*`), and the flux scale (median and peak log F) within `FLUX_SCALE_Z_THRESHOLD` σ of what
+   calibration maps with the same structure (the three statistics a rescaling of the flux leaves
+   alone: central light fraction, empty fraction, graininess) have; that conditional comes from the
+   mean and covariance the calibration file already holds (`flux_scale_offsets`). The centre check
+   runs without a calibration too. An off-centre map gets no statistical reason besides: its
+   statistics describe the frame, not the cluster.
 2. Statistics, where the model folder is calibrated (`calibration.json`, made by
    `calibrate_piDOC.py`): five numbers per map (median and peak log flux, the light fraction within
    5″, the fraction of empty pixels, the graininess that resolved stars give a map) are compared with
@@ -25,8 +36,10 @@ cluster at 16 kpc read as 9 kpc; notes/observations-and-uncertainty.md §1). Eac
    statistics alone let through (docs/uncertainty.md).
 4. Reasons from outside π-DOC (e.g. the image pipeline's "frame 63 % covered") are added as given.
 
-Without a calibration file the verdict is `unchecked` unless a physical limit fails. Measured
-performance: docs/uncertainty.md.
+Without a calibration file the verdict is `unchecked` unless a physical limit fails or the frame is
+off-centre. The summary's ages come from `reported_ages_gyr` and `age_notes`: π-DOC's age, clipped to
+0–14 Gyr with a note where it lies outside the prior and is possible. Measured performance:
+docs/uncertainty.md.
 """
 import math
 
@@ -34,6 +47,7 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from pidoc import quantities
+from pidoc.frame import MAP_PIXELS, PIXEL_SCALE_ARCSEC
 from pidoc.io import as_map_stack
 
 MAXIMUM_AGE_GYR = 14.0          # CB21 §2: snapshots from 0 to 14 Gyr; the Universe is 13.8 Gyr old
@@ -70,6 +84,40 @@ EDGE_FEATURES = DOMAIN_FEATURES + READING_FEATURES
 EDGE_SIDES = ("nearer", "farther")
 EDGE_PERCENTILE = 99.75
 EDGE_REGULARIZATION = 10.0
+# --- Centring ---------------------------------------------------------------------------------------
+# The mock clusters sit at an offset drawn from N(0, 1″) per axis from the frame's centre
+# (make_mock_clusters.CENTRE_OFFSET_ARCSEC, docs/mock_clusters.md), so a frame whose light is centred
+# several arcsec away was cut around another point than the cluster's centre. The light's centre is
+# found robustly: individual bright giants through 2.5″ seeing move a plain light-weighted centroid by
+# up to ~6″ on the committed in-domain maps (measured), so the centroid is taken of the light after
+# a median over cells of 5 px (1.25″) and then over 7×7 cells (8.75″, 3.5 seeing FWHM: wider than a
+# star's seeing disc). Its measurement error comes from the scatter of the light in cells of 2×2 cells
+# (2.5″, one seeing FWHM, roughly independent), as for a ratio estimator. A frame is off-centre when
+# offset² / (σ_prior² + σ_measured²) exceeds the 99.9 % point of χ² with 2 degrees of freedom
+# (13.8): on the 100 committed in-domain maps the largest value is 8.2 and the offsets found agree
+# with the true ones to 0.6″ (median); maps shifted by 7.5″ give 15–63.
+MOCK_CENTRE_OFFSET_ARCSEC = 1.0
+CENTRE_CELL_PIXELS = 5
+CENTRE_MEDIAN_CELLS = 7
+CENTRE_ERROR_CELLS = 2
+CENTRE_CHI_SQUARED_THRESHOLD = 13.8155
+# --- Flux scale -------------------------------------------------------------------------------------
+# Multiplying a map's flux by a constant moves the median and peak log F by its log and leaves the
+# three structure statistics alone; a real cluster's graininess, emptiness and concentration are tied
+# to its flux through its distance and star counts. The flux scale is compared with the Gaussian
+# conditional of the two flux statistics given the three structure statistics (from the calibration
+# maps' mean and covariance); the conditional spread is 0.54 dex for the reproduction and 0.59 dex for
+# the general model. Beyond 4 σ the map is outside: the 100 committed in-domain maps reach 3.0 σ and
+# 240 fresh ones (30 clusters of the calibration priors, seed 99) 3.4 σ, heavier tails than a
+# Gaussian's; maps made 3 dex fainter lie at a median 5.6 σ (90 % beyond 4 σ). A flux rescaling by
+# 10^−Δ with the structure unchanged is exactly the image of the same cluster 10^(Δ/2) times larger
+# and farther (same stars per seeing disc, same apparent size), so 1 dex (1.8 σ) cannot be told apart
+# from such a cluster by the map alone (docs/uncertainty.md).
+FLUX_FEATURES = ("median_log_flux", "peak_log_flux")
+STRUCTURE_FEATURES = ("central_light_fraction", "log_empty_fraction", "log_graininess_dex")
+FLUX_SCALE_Z_THRESHOLD = 4.0
+# The 95 % interval decides whether an age outside the prior is impossible (its whole interval outside).
+AGE_INTERVAL_LEVEL = 0.95
 
 
 # ==================================================================================================
@@ -249,33 +297,218 @@ def edge_scores(edges, features):
     return {side: np.where(finite, terms @ np.asarray(entry["coefficients"]), np.nan) for side, entry in edges["sides"].items()}
 
 
-def physical_reasons(predicted_log_mass_maps, predicted_distance_age):
-    """Per map, the reasons why π-DOC's outputs are physically impossible (empty string if none)."""
+def impossible_ages(predicted_distance_age, age_bounds_gyr=None):
+    """Per map, whether its predicted age is impossible: outside 0–14 Gyr with its whole 95 % interval.
+
+    Parameters
+    ----------
+    predicted_distance_age : numpy.ndarray, (N, 2)
+    age_bounds_gyr : (numpy.ndarray, numpy.ndarray), optional
+        Lower and upper bounds (Gyr, not clipped to the prior) of each map's calibrated 95 % age
+        interval. Without them (no calibration), or where they are not finite, any age outside
+        0–14 Gyr is impossible.
+
+    Returns
+    -------
+    numpy.ndarray of bool, (N,)
+    """
+    ages_gyr = np.asarray(predicted_distance_age, dtype=np.float64).reshape(-1, 2)[:, 1]
+    if age_bounds_gyr is None:
+        lower_gyr = upper_gyr = np.full(len(ages_gyr), np.nan)
+    else:
+        lower_gyr, upper_gyr = (np.asarray(bound, dtype=np.float64).reshape(-1) for bound in age_bounds_gyr)
+    with np.errstate(invalid="ignore"):
+        beyond_prior = np.isfinite(ages_gyr) & ((ages_gyr < 0.0) | (ages_gyr > MAXIMUM_AGE_GYR))
+        known = np.isfinite(lower_gyr) & np.isfinite(upper_gyr)
+        whole_interval_outside = (lower_gyr > MAXIMUM_AGE_GYR) | (upper_gyr < 0.0)
+    return beyond_prior & (~known | whole_interval_outside)
+
+
+def physical_reasons(predicted_log_mass_maps, predicted_distance_age, age_bounds_gyr=None):
+    """Per map, the reasons why π-DOC's outputs are physically impossible (empty string if none).
+
+    An age outside 0–14 Gyr is impossible only where `impossible_ages` says so: with the calibrated
+    95 % bounds (`age_bounds_gyr`), when the whole interval lies outside 0–14 Gyr; a 14.2 Gyr reading
+    whose interval reaches into the prior is an old cluster, reported clipped with a note
+    (`age_notes`). Without bounds (no calibration) any age outside is impossible.
+    """
     predicted_distance_age = np.asarray(predicted_distance_age, dtype=np.float64)
     finite_maps = np.all(np.isfinite(np.asarray(predicted_log_mass_maps).reshape(len(predicted_distance_age), -1)), axis=1)
+    impossible = impossible_ages(predicted_distance_age, age_bounds_gyr)
+    if age_bounds_gyr is None:
+        lower_gyr = upper_gyr = np.full(len(predicted_distance_age), np.nan)
+    else:
+        lower_gyr, upper_gyr = (np.asarray(bound, dtype=np.float64).reshape(-1) for bound in age_bounds_gyr)
     reasons = []
-    for (distance_kpc, age_gyr), finite_map in zip(predicted_distance_age, finite_maps):
+    for index, ((distance_kpc, age_gyr), finite_map) in enumerate(zip(predicted_distance_age, finite_maps)):
         problems = []
         if not (np.isfinite(distance_kpc) and np.isfinite(age_gyr) and finite_map):
             problems.append("non-finite prediction")
         if np.isfinite(distance_kpc) and distance_kpc <= 0:
             problems.append(f"predicted distance {distance_kpc:.1f} kpc ≤ 0")
-        if np.isfinite(age_gyr) and not 0.0 <= age_gyr <= MAXIMUM_AGE_GYR:
-            problems.append(f"predicted age {age_gyr:.1f} Gyr outside 0–14 Gyr")
+        if impossible[index]:
+            interval = (f", and so is its whole 95 % interval ({lower_gyr[index]:.1f}–{upper_gyr[index]:.1f} Gyr)"
+                        if np.isfinite(lower_gyr[index]) and np.isfinite(upper_gyr[index]) else "")
+            problems.append(f"predicted age {age_gyr:.1f} Gyr outside 0–14 Gyr{interval}")
         reasons.append("; ".join(problems))
     return reasons
 
 
-def verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, extra_reasons=None):
-    """`inside` / `outside` (or `unchecked` without a calibration) and the reason, per map."""
+def clipped_ages(predicted_distance_age, age_bounds_gyr=None):
+    """Per map, whether its age lies outside 0–14 Gyr but is possible, so that it is reported clipped."""
+    ages_gyr = np.asarray(predicted_distance_age, dtype=np.float64).reshape(-1, 2)[:, 1]
+    with np.errstate(invalid="ignore"):
+        beyond_prior = np.isfinite(ages_gyr) & ((ages_gyr < 0.0) | (ages_gyr > MAXIMUM_AGE_GYR))
+    return beyond_prior & ~impossible_ages(predicted_distance_age, age_bounds_gyr)
+
+
+def age_notes(predicted_distance_age, age_bounds_gyr=None):
+    """Per map, the note of an age reported clipped to the prior (`clipped_ages`), else an empty string.
+
+    For example "age 14.2 Gyr clipped to the prior's 14 Gyr". An impossible age (its whole interval
+    outside the prior) is reported as π-DOC gave it, with the verdict's reason instead.
+    """
+    ages_gyr = np.asarray(predicted_distance_age, dtype=np.float64).reshape(-1, 2)[:, 1]
+    notes = []
+    for age_gyr, clipped in zip(ages_gyr, clipped_ages(predicted_distance_age, age_bounds_gyr)):
+        edge_gyr = MAXIMUM_AGE_GYR if age_gyr > MAXIMUM_AGE_GYR else 0.0
+        notes.append(f"age {age_gyr:.1f} Gyr clipped to the prior's {edge_gyr:g} Gyr" if clipped else "")
+    return notes
+
+
+def reported_ages_gyr(predicted_distance_age, age_bounds_gyr=None):
+    """The ages of the summary: π-DOC's, clipped to 0–14 Gyr where `clipped_ages` says so."""
+    ages_gyr = np.asarray(predicted_distance_age, dtype=np.float64).reshape(-1, 2)[:, 1]
+    return np.where(clipped_ages(predicted_distance_age, age_bounds_gyr), np.clip(ages_gyr, 0.0, MAXIMUM_AGE_GYR), ages_gyr)
+
+
+def calibrated_age_bounds(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age):
+    """Bounds (Gyr, not clipped to the prior) of each map's calibrated `AGE_INTERVAL_LEVEL` age interval."""
+    # Imported here: pidoc.calibration.uncertainty imports this module.
+    from pidoc.calibration import uncertainty
+
+    intervals = uncertainty.scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
+                                             levels=(AGE_INTERVAL_LEVEL,))
+    return intervals["age"][AGE_INTERVAL_LEVEL]
+
+
+# ==================================================================================================
+# Frame and flux scale: rule-based checks that any calibration file serves
+# ==================================================================================================
+def light_centre_offsets(log_flux_maps):
+    """Where the light of each map is centred, relative to the frame's centre, and how well that is known.
+
+    The median of log F over cells of `CENTRE_CELL_PIXELS`, then over `CENTRE_MEDIAN_CELLS` × that
+    many cells, removes single bright stars; the centroid of that light is the centre (see the
+    constants). Its 1σ error per axis comes from the scatter of the light over groups of
+    `CENTRE_ERROR_CELLS` × that many cells (one seeing FWHM): σ_x² = Σ_g L_g² (x_g − x̄)² / (Σ L)².
+
+    Returns
+    -------
+    offsets_arcsec : numpy.ndarray, (N, 2)
+        (row, column) offset of the light's centre from the frame's centre, in arcsec.
+    errors_arcsec : numpy.ndarray, (N,)
+        1σ measurement error of each axis (the mean of the two variances), in arcsec.
+    """
+    log_flux_maps = as_map_stack(log_flux_maps, "the flux maps")[..., 0].astype(np.float64)
+    cells = MAP_PIXELS // CENTRE_CELL_PIXELS
+    blocks = log_flux_maps.reshape(len(log_flux_maps), cells, CENTRE_CELL_PIXELS, cells, CENTRE_CELL_PIXELS)
+    cell_medians = np.median(blocks.transpose(0, 1, 3, 2, 4).reshape(len(log_flux_maps), cells, cells, -1), axis=-1)
+    smooth = ndimage.median_filter(cell_medians, size=(1, CENTRE_MEDIAN_CELLS, CENTRE_MEDIAN_CELLS), mode="nearest")
+    light = 10.0 ** (smooth - smooth.max(axis=(1, 2), keepdims=True))
+    frame_centre_pixels = 0.5 * (MAP_PIXELS - 1)
+    cell_centres = (np.arange(cells) + 0.5) * CENTRE_CELL_PIXELS - 0.5
+    total = light.sum(axis=(1, 2))
+    row = light.sum(axis=2) @ cell_centres / total
+    column = light.sum(axis=1) @ cell_centres / total
+    groups = cells // CENTRE_ERROR_CELLS
+    group_light = light.reshape(len(light), groups, CENTRE_ERROR_CELLS, groups, CENTRE_ERROR_CELLS).sum(axis=(2, 4))
+    group_centres = (np.arange(groups) + 0.5) * CENTRE_ERROR_CELLS * CENTRE_CELL_PIXELS - 0.5
+    row_variance = np.einsum("kij,ki->k", group_light**2, (group_centres[None, :] - row[:, None]) ** 2) / total**2
+    column_variance = np.einsum("kij,kj->k", group_light**2, (group_centres[None, :] - column[:, None]) ** 2) / total**2
+    offsets_arcsec = np.column_stack([row - frame_centre_pixels, column - frame_centre_pixels]) * PIXEL_SCALE_ARCSEC
+    return offsets_arcsec, np.sqrt(0.5 * (row_variance + column_variance)) * PIXEL_SCALE_ARCSEC
+
+
+def centre_reasons(log_flux_maps):
+    """Per map, the reason it is off-centre (empty string if it is not); see `CENTRE_CHI_SQUARED_THRESHOLD`."""
+    offsets_arcsec, errors_arcsec = light_centre_offsets(log_flux_maps)
+    offset_arcsec = np.hypot(offsets_arcsec[:, 0], offsets_arcsec[:, 1])
+    chi_squared = offset_arcsec**2 / (MOCK_CENTRE_OFFSET_ARCSEC**2 + errors_arcsec**2)
+    return [f"frame off-centre: the light is centred {offset:.1f}″ ± {error:.1f}″ from the frame's centre, where the "
+            f"calibration clusters lie within N(0, {MOCK_CENTRE_OFFSET_ARCSEC:g}″) per axis"
+            if value > CENTRE_CHI_SQUARED_THRESHOLD else ""
+            for offset, error, value in zip(offset_arcsec, errors_arcsec, chi_squared)]
+
+
+def flux_scale_offsets(calibrated, statistics):
+    """How far each map's flux scale lies from that of calibration maps with the same structure.
+
+    With the calibration maps' mean μ and covariance Σ of the five statistics, the two flux statistics
+    f given the three structure statistics s have the Gaussian conditional mean
+    μ_f + Σ_fs Σ_ss⁻¹ (s − μ_s) and covariance C = Σ_ff − Σ_fs Σ_ss⁻¹ Σ_sf. A rescaling of the flux by
+    10^Δ moves both flux statistics by Δ, so the offset is the mean of the two residuals, u·(f − E f)
+    with u = (½, ½), in dex, and its z-score divides by √(uᵀ C u).
+
+    Returns
+    -------
+    offset_dex, z_score : numpy.ndarray, (N,)
+    """
+    features = list(calibrated["features"])
+    flux = [features.index(name) for name in FLUX_FEATURES]
+    structure = [features.index(name) for name in STRUCTURE_FEATURES]
+    mean = np.asarray(calibrated["mean"], dtype=np.float64)
+    covariance = np.asarray(calibrated["covariance"], dtype=np.float64)
+    gain = covariance[np.ix_(flux, structure)] @ np.linalg.inv(covariance[np.ix_(structure, structure)])
+    conditional_covariance = covariance[np.ix_(flux, flux)] - gain @ covariance[np.ix_(structure, flux)]
+    statistics = np.asarray(statistics, dtype=np.float64)
+    residuals = statistics[:, flux] - (mean[flux] + (statistics[:, structure] - mean[structure]) @ gain.T)
+    direction = np.full(len(flux), 1.0 / len(flux))
+    offset_dex = residuals @ direction
+    return offset_dex, offset_dex / math.sqrt(direction @ conditional_covariance @ direction)
+
+
+def flux_scale_reason(offset_dex, z_score):
+    """The sentence for a map whose flux scale is beyond `FLUX_SCALE_Z_THRESHOLD` (empty string if within)."""
+    if not abs(z_score) > FLUX_SCALE_Z_THRESHOLD:
+        return ""
+    side = "fainter" if offset_dex < 0 else "brighter"
+    return (f"flux scale {abs(offset_dex):.1f} dex {side} than calibration clusters with this graininess and structure "
+            f"({abs(z_score):.1f} σ)")
+
+
+def verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, extra_reasons=None,
+             age_bounds_gyr=None):
+    """`inside` / `outside` (or `unchecked` without a calibration) and the reason, per map.
+
+    `age_bounds_gyr` are the maps' calibrated 95 % age bounds (see `physical_reasons`); with a
+    calibration and without them they are computed here.
+    """
     number_of_maps = len(predicted_distance_age)
-    reasons = [[reason] if reason else [] for reason in physical_reasons(predicted_log_mass_maps, predicted_distance_age)]
+    if calibration is not None and age_bounds_gyr is None:
+        age_bounds_gyr = calibrated_age_bounds(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
+    reasons = [[reason] if reason else []
+               for reason in physical_reasons(predicted_log_mass_maps, predicted_distance_age, age_bounds_gyr)]
     flux_pixels = np.asarray(log_flux_maps, dtype=np.float64).reshape(number_of_maps, -1)
-    for index in np.flatnonzero(np.ptp(flux_pixels, axis=1) == 0):
+    flat = np.ptp(flux_pixels, axis=1) == 0
+    for index in np.flatnonzero(flat):
         reasons[index].insert(0, "every pixel of the map has the same value")
+    # A flat map has no centre and no structure: its one reason says all. The statistics of an
+    # off-centre frame describe the frame, not the cluster (a strip of empty sky reads as faint and
+    # grainy), so an off-centre map gets that one reason beside the physical limits.
+    off_centre = np.zeros(number_of_maps, dtype=bool)
+    for index, reason in enumerate(centre_reasons(log_flux_maps)):
+        if reason and not flat[index]:
+            reasons[index].append(reason)
+            off_centre[index] = True
+    skip_statistics = flat | off_centre
     if calibration is not None:
         calibrated = calibration["domain"]
         statistics = map_statistics(log_flux_maps)
+        for index, (offset_dex, z_score) in enumerate(zip(*flux_scale_offsets(calibrated, statistics))):
+            reason = flux_scale_reason(offset_dex, z_score)
+            if reason and not skip_statistics[index]:
+                reasons[index].append(reason)
         distances = mahalanobis_squared(calibrated, statistics)
         conditional = conditional_z_scores(calibrated, statistics)
         marginal = (statistics - np.asarray(calibrated["mean"])) / np.sqrt(np.diag(np.asarray(calibrated["covariance"])))
@@ -286,7 +519,7 @@ def verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_dist
                 reasons[index].append(f"predicted distance {predicted_distance_kpc[index]:.1f} kpc outside the range the "
                                       f"intervals were calibrated on ({low_kpc:.1f}–{high_kpc:.1f} kpc)")
         for index in np.flatnonzero(distances > calibrated["threshold"]):
-            if reasons[index] and reasons[index][0].startswith("every pixel"):
+            if skip_statistics[index]:
                 continue
             worst = int(np.argmax(np.abs(conditional[index])))
             reasons[index].append(domain_reason(DOMAIN_FEATURES[worst], conditional[index, worst], marginal[index, worst]))

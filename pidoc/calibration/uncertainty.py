@@ -508,7 +508,11 @@ def summarize(model, log_flux_maps, predicted_log_mass_maps, predicted_distance_
     -------
     rows : list of dict
         Columns: map; for each of distance_kpc, age_gyr, log_total_mass_msun, mass_to_light_v the
-        point prediction, `_median`, `_lo68`, `_hi68`, `_lo95`, `_hi95`; domain; domain_reason.
+        point prediction, `_median`, `_lo68`, `_hi68`, `_lo95`, `_hi95` (after the age's, where any
+        map's age was clipped to 0–14 Gyr, `age_note`: "age 14.2 Gyr clipped to the prior's 14 Gyr",
+        empty for the other maps); domain; domain_reason. An age outside 0–14 Gyr is reported clipped
+        where its 95 % interval reaches into the prior, and as π-DOC gave it where the whole interval
+        lies outside (the verdict then calls it impossible).
     pixel_bounds : numpy.ndarray (N, 160, 160, 5) or None
     """
     log_flux_maps = check_flux_maps(log_flux_maps)
@@ -525,15 +529,21 @@ def summarize(model, log_flux_maps, predicted_log_mass_maps, predicted_distance_
     points = quantities.scalar_variables(log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     intervals = (scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
                  if calibration is not None else None)
+    age_bounds_gyr = None if intervals is None else intervals["age"][domain.AGE_INTERVAL_LEVEL]
     verdicts = domain.verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
-                               extra_domain_reasons)
+                               extra_domain_reasons, age_bounds_gyr=age_bounds_gyr)
+    notes = domain.age_notes(predicted_distance_age, age_bounds_gyr)
+    reported_ages_gyr = domain.reported_ages_gyr(predicted_distance_age, age_bounds_gyr)
     rows = []
     for index in range(number_of_maps):
         row = {"map": names[index]}
         for quantity, column in SUMMARY_COLUMNS.items():
-            # The point is π-DOC's own output (that of predictiondistance_age.npy), unclipped.
-            point = predicted_distance_age[index, 0 if quantity == "distance" else 1] if quantity in ("distance", "age") \
-                else to_reported_unit(quantity, points[quantity][index])
+            # The distance is π-DOC's own output (that of predictiondistance_age.npy); so is the age,
+            # but clipped to the 0–14 Gyr prior where it lies outside and is possible (its interval
+            # reaches into the prior), which the `age_note` column then says; an impossible age stays
+            # as π-DOC gave it, and the verdict says why it is impossible.
+            point = predicted_distance_age[index, 0] if quantity == "distance" else reported_ages_gyr[index] \
+                if quantity == "age" else to_reported_unit(quantity, points[quantity][index])
             row[column] = float(point)
             values = {"median": math.nan, "lo68": math.nan, "hi68": math.nan, "lo95": math.nan, "hi95": math.nan}
             if intervals is not None:
@@ -543,6 +553,10 @@ def summarize(model, log_flux_maps, predicted_log_mass_maps, predicted_distance_
                     values[f"lo{tag}"], values[f"hi{tag}"] = (bound[index] for bound in intervals[quantity][level])
                 values = {key: float(to_reported_unit(quantity, value)) for key, value in values.items()}
             row.update({f"{column}_{key}": value for key, value in values.items()})
+            # The note follows the age columns, and only where some map needs it, so summaries
+            # without a clipped age keep their columns.
+            if quantity == "age" and any(notes):
+                row["age_note"] = notes[index]
         row["domain"], row["domain_reason"] = verdicts[index]
         rows.append(row)
     pixel_bounds = None
