@@ -12,13 +12,20 @@ its source):
    HST's PHOTFLAM/PHOTPLAM plus a documented V transformation), or directly from a V surface
    brightness in mag arcsec⁻²; extinction A_V = 3.1 E(B−V); then
    log10 F = log10(F_sun at 10 pc) − 0.4 (m − A_V − M_V,☉).
-3. Sky: from the user, from the header, or a sigma-clipped mean outside the cluster.
+3. Sky: `pidoc.sky.estimate_sky` on the calibrated image: the user's value or sky region, a header
+   keyword that proves it subtracted, or a cluster profile plus a constant fitted to the radial
+   profile; never "the pixels far from the centre", which on a detector the cluster fills are
+   cluster light. Where nothing decides, the image is refused with what to give.
 4. Centre: given (RA, Dec), or the light-weighted centre of the image.
 5. Seeing: convolve with a Gaussian of FWHM √(2.5² − FWHM_obs²); a broader PSF is refused.
 6. Resample: flux-conserving onto a TAN frame of 160×160 pixels of 0.25″ on the centre
    (`reproject_adaptive(..., conserve_flux=True)`); report the fraction of the frame the image
    covers, refuse below `MINIMUM_COVERED_FRACTION`, fill smaller gaps by point reflection about the
    centre and flag the map.
+7. Several images (chips, exposures, pointings, or HDUs of one file): each calibrated on its own
+   (zero point, units, exposure, sky), matched to the broadest PSF, resampled flux-conserving onto one
+   pixel grid and averaged where they overlap, then convolved and resampled as one image
+   (`images_to_pidoc_map`).
 
 Every check runs before anything is written. Errors are ValueError (FileNotFoundError for a missing
 file) and their messages name the file and the problem.
@@ -33,13 +40,13 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.nddata import Cutout2D
-from astropy.stats import sigma_clipped_stats
 from astropy.wcs import WCS, FITSFixedWarning
 from scipy import signal
 
 from pidoc.frame import MAP_HALF_WIDTH_ARCSEC, MAP_PIXELS, PIXEL_SCALE_ARCSEC
 from pidoc.io import replace_atomically, save_array
 from pidoc.mocks import clusters as mock_clusters
+from pidoc.sky import SkyUndeterminedError, estimate_sky
 
 # --- π-DOC's frame (CB21 §2; 160 pixels of 0.25″, pidoc.frame) ------------------------------------
 TARGET_SEEING_FWHM_ARCSEC = 2.5                      # the Gaussian seeing of every training map
@@ -85,13 +92,11 @@ ASSUMED_CLUSTER_COLOUR_V_MINUS_I = 0.9
 DEFAULT_PSF_FWHM_ARCSEC = {("HST", "ACS"): 0.10, ("HST", "WFPC2"): 0.10, ("HST", "WFC3"): 0.08}
 
 # --- Sky --------------------------------------------------------------------------------------------
-# The sky is estimated outside this radius from the centre: π-DOC's frame is 40″ wide, so light inside
-# 20″ is the cluster's by definition. A cluster's halo extends further; the sigma clipping (3σ)
-# removes its bright pixels, and a mean rather than a median avoids the bias of the median of a
-# Poisson sky of a few counts (a median of integers is quantised).
-BACKGROUND_MASK_RADIUS_ARCSEC = 20.0
-MINIMUM_BACKGROUND_PIXELS = 1000
-BACKGROUND_CLIP_SIGMA = 3.0
+# The sky is `pidoc.sky.estimate_sky`'s (user value, user region, header keyword, or a cluster profile
+# plus a constant fitted to the radial profile). A globular cluster's half-light radius is as large as
+# many detectors (NGC 1261: 41″, Harris 1996, 2010 edition; a WFPC2/PC chip is 36″ wide), so "the
+# pixels beyond 20″ of the centre" are cluster light there, and are sky only where the user says so
+# (`background_outside_arcsec`).
 # Light-weighted centre: centroid of the sky-subtracted light, then re-centred on the light within
 # this radius until it moves by less than a hundredth of a 0.25″ pixel.
 CENTRE_RADIUS_ARCSEC = 20.0
@@ -417,33 +422,146 @@ def light_weighted_centre_pixel(flux, pixel_scale_arcsec, start_pixel=None):
     return float(centre[0]), float(centre[1])
 
 
-def header_background(headers):
-    """Sky level in data units recorded by the header, with a sentence saying which; (None, '') if none.
+def saturation_flux_per_pixel(headers, calibration, pixel_area_arcsec2):
+    """The header's SATURATE (data units) as flux per pixel, for `pidoc.sky.estimate_sky`; inf where none.
 
-    MDRIZSKY is the sky AstroDrizzle measured on the whole exposure; a drizzled product (header with
-    NDRIZIM or D001VER) has already had it subtracted, so its remaining sky is 0. WFPC2's BACKGRND is
-    deliberately not used: it is a whole-chip estimate, and on a chip filled by a cluster it measures
-    the cluster (1.50 DN on the NGC 1261 PC chip, above the chip's median of 1.19 DN).
+    The sky is estimated on the calibrated flux image, so a saturation level in data units must be
+    converted with the same calibration (a surface-brightness image has no such level).
     """
-    drizzled = header_value(headers, "NDRIZIM") is not None or header_value(headers, "D001VER") is not None
-    mdrizsky = header_value(headers, "MDRIZSKY")
-    if mdrizsky is not None:
-        if drizzled:
-            return 0.0, f"header: drizzled image, sky MDRIZSKY = {float(mdrizsky):.4g} already subtracted"
-        return float(mdrizsky), "header MDRIZSKY"
-    return None, ""
+    saturation = header_value(headers, "SATURATE")
+    if saturation is None or calibration["units"] == "mag/arcsec2":
+        return math.inf
+    return float(flux_per_pixel(np.float64(saturation), calibration, pixel_area_arcsec2))
 
 
-def estimate_background(flux, centre_pixel, pixel_scale_arcsec, path):
-    """Sigma-clipped mean of the pixels farther than `BACKGROUND_MASK_RADIUS_ARCSEC` from the centre."""
-    outside = radius_from_pixel_arcsec(flux.shape, centre_pixel, pixel_scale_arcsec) > BACKGROUND_MASK_RADIUS_ARCSEC
-    sky_pixels = flux[outside & np.isfinite(flux)]
-    if sky_pixels.size < MINIMUM_BACKGROUND_PIXELS:
-        raise ObservationError(
-            f"{path}: only {sky_pixels.size} pixels lie farther than {BACKGROUND_MASK_RADIUS_ARCSEC}″ from the centre, "
-            f"too few (< {MINIMUM_BACKGROUND_PIXELS}) to estimate the sky; give --background VALUE (0 if subtracted)")
-    mean, _, standard_deviation = sigma_clipped_stats(sky_pixels, sigma=BACKGROUND_CLIP_SIGMA, maxiters=10)
-    return float(mean), float(standard_deviation), int(sky_pixels.size)
+def sky_in_data_units(value_flux, uncertainty_flux, calibration, pixel_area_arcsec2):
+    """A sky level and its 1σ uncertainty, from flux per pixel back to the image's units (text).
+
+    Linear units scale; a surface brightness in mag arcsec⁻² has σ_μ = (2.5 / ln 10) σ_F / F, and a
+    sky that is not positive has no magnitude (said in words, never as `nan`).
+    """
+    if calibration["units"] != "mag/arcsec2":
+        value = float(data_from_flux_per_pixel(value_flux, calibration, pixel_area_arcsec2))
+        uncertainty = float(data_from_flux_per_pixel(uncertainty_flux, calibration, pixel_area_arcsec2))
+        return f"{value:.6g}", f"{uncertainty:.2g}", "data units per pixel"
+    if not value_flux > 0:
+        return f"{value_flux:.4g} L☉ kpc⁻² per pixel (no surface brightness: not positive)", \
+            f"{uncertainty_flux:.2g} L☉ kpc⁻²", "per pixel"
+    value = float(data_from_flux_per_pixel(value_flux, calibration, pixel_area_arcsec2))
+    return f"{value:.6g}", f"{2.5 / math.log(10.0) * uncertainty_flux / value_flux:.2g}", "mag arcsec⁻²"
+
+
+def determine_sky(image, flux, calibration, centre_pixel, background=None, background_region=None,
+                  background_outside_arcsec=None):
+    """Sky level of one image, never taken from cluster light: `pidoc.sky.estimate_sky` on its flux.
+
+    The estimate runs on the calibrated flux per pixel (L☉ kpc⁻², linear for every unit, also for a
+    surface-brightness image), so a user's value in data units is converted first and the result is
+    converted back for the report. In order of priority: the user's value (`background`, data units);
+    a region the user says is sky (`background_region`, a box (x0, x1, y0, y1) of 0-based pixel
+    bounds, x1 and y1 excluded, or `background_outside_arcsec`: the pixels farther than that from the
+    centre); a header keyword that proves the sky was subtracted; a fit of a projected limepy profile
+    plus a constant to the radial profile, accepted only when it pins the constant down.
+
+    Parameters
+    ----------
+    image : dict
+        From `read_image`.
+    flux : numpy.ndarray
+        The image calibrated by `flux_per_pixel`, before sky subtraction.
+    calibration : dict
+        From `photometric_calibration`.
+    centre_pixel : (float, float)
+        Cluster centre in this image's 0-based pixels (x, y); it may lie off the image only when the
+        user gives the sky (the profile fit needs the centre on the image).
+    background, background_region, background_outside_arcsec : optional
+        At most one of them.
+
+    Returns
+    -------
+    dict
+        "flux_per_pixel" (the sky subtracted from `flux`), "uncertainty_flux_per_pixel" (1σ),
+        "method" and "detail" (`SkyEstimate`'s words), "value_text" and "uncertainty_text" (in the
+        image's units), "units_text", "text" (the report's sentence).
+
+    Raises
+    ------
+    pidoc.sky.SkyUndeterminedError
+        When nothing decides the sky; the message names the file and says what to give.
+    ObservationError
+        For conflicting or invalid settings.
+    """
+    path = image["path"]
+    given = [name for name, value in (("--background", background), ("--background-region", background_region),
+                                      ("--background-outside-arcsec", background_outside_arcsec)) if value is not None]
+    if len(given) > 1:
+        raise ObservationError(f"{path}: give one of {', '.join(given)} for the sky, not several")
+    pixel_area_arcsec2 = image["pixel_area_arcsec2"]
+    pixel_scale_arcsec = image["pixel_scale_arcsec"]
+    rows, columns = flux.shape
+    on_image = -0.5 <= centre_pixel[0] <= columns - 0.5 and -0.5 <= centre_pixel[1] <= rows - 0.5
+    if not on_image and not given:
+        raise SkyUndeterminedError(
+            f"{path}: the cluster's centre lies off this image (at pixel ({centre_pixel[0]:.0f}, {centre_pixel[1]:.0f}) of "
+            f"a {columns}×{rows} image), so its sky cannot be fitted as a cluster profile plus a constant; give its sky "
+            "with --background VALUE (in the image's units per pixel, 0 if already subtracted; one value per image) or "
+            "a sky-only box with --background-region x0 x1 y0 y1")
+    # The centre is only used by the profile fit; a user's value or region does not need it on the image,
+    # but estimate_sky checks it, so the nearest point of the image stands in for it there.
+    fit_centre = (min(max(centre_pixel[0], -0.5), columns - 0.5), min(max(centre_pixel[1], -0.5), rows - 0.5))
+    region = background_region
+    if background_outside_arcsec is not None:
+        if not (np.isfinite(background_outside_arcsec) and background_outside_arcsec >= 0):
+            raise ObservationError(f"{path}: --background-outside-arcsec must be a non-negative number of arcsec, "
+                                   f"got {background_outside_arcsec}")
+        region = radius_from_pixel_arcsec(flux.shape, centre_pixel, pixel_scale_arcsec) > background_outside_arcsec
+    background_flux = None
+    if background is not None:
+        if not np.isfinite(background):
+            raise ObservationError(f"{path}: --background must be a finite number, got {background}")
+        background_flux = float(flux_per_pixel(np.float64(background), calibration, pixel_area_arcsec2))
+    try:
+        estimate = estimate_sky(flux, fit_centre, pixel_scale_arcsec, header=list(image["headers"]),
+                                background=background_flux, background_region=region,
+                                saturation_level=saturation_flux_per_pixel(image["headers"], calibration, pixel_area_arcsec2),
+                                source_name=str(path), reference_radius_arcsec=MAP_HALF_WIDTH_ARCSEC)
+    except SkyUndeterminedError as error:
+        # The fit ran on π-DOC's flux; say how its levels read in the image's units, which --background takes.
+        if calibration["units"] == "mag/arcsec2":
+            scale = "(the levels quoted are π-DOC's flux per pixel, L☉ kpc⁻²)"
+        else:
+            data_per_flux = float(data_from_flux_per_pixel(1.0, calibration, pixel_area_arcsec2))
+            scale = (f"(the levels quoted are π-DOC's flux per pixel, L☉ kpc⁻²; multiply them by {data_per_flux:.6g} "
+                     "for this image's data units)")
+        raise SkyUndeterminedError(f"{error} {scale}; or, where the image reaches beyond the cluster, "
+                                   "--background-outside-arcsec R to take the pixels beyond R″ of the centre as sky") from error
+    except ValueError as error:
+        # A bad region or value: name the file (estimate_sky names it only where it decides nothing).
+        message = str(error)
+        raise ObservationError(message if message.startswith(str(path)) else f"{path}: {message}") from error
+    value_text, uncertainty_text, units_text = sky_in_data_units(estimate.value, estimate.uncertainty, calibration,
+                                                                 pixel_area_arcsec2)
+    if estimate.method == "user value":
+        value_text = f"{background:.6g}"
+        sureness = "as given (its uncertainty is the user's)"
+    elif estimate.uncertainty == 0.0:
+        sureness = "uncertainty not assessed (as recorded)"
+    else:
+        sureness = f"± {uncertainty_text} (1σ)"
+    if background_outside_arcsec is not None:
+        detail = f"the user's statement that the pixels beyond {background_outside_arcsec:g}″ of the centre are sky; {estimate.detail}"
+    else:
+        detail = estimate.detail
+    return {
+        "flux_per_pixel": float(estimate.value),
+        "uncertainty_flux_per_pixel": float(estimate.uncertainty),
+        "method": estimate.method,
+        "detail": detail,
+        "value_text": value_text,
+        "uncertainty_text": uncertainty_text,
+        "units_text": units_text,
+        "text": f"{estimate.method}: {value_text} {units_text}, {sureness}; {detail}",
+    }
 
 
 # ==================================================================================================
@@ -587,10 +705,401 @@ def fill_gaps_by_point_reflection(flux_map, covered):
 
 
 # ==================================================================================================
-# 5. The whole chain
+# 5. The whole chain: one image, or several combined onto π-DOC's frame
 # ==================================================================================================
+def calibrated_image(path, hdu=None, zeropoint_vega=None, ebv=0.0, units=None, psf_fwhm_arcsec=None):
+    """Read one image and calibrate it on its own: units, exposure, zero point, extinction, PSF.
+
+    Returns
+    -------
+    dict
+        "image" (`read_image`), "calibration" (`photometric_calibration`), "flux" (linear V flux per
+        image pixel, L☉ kpc⁻², extinction-corrected, sky not subtracted), "psf_fwhm_arcsec",
+        "psf_source".
+
+    Raises
+    ------
+    FileNotFoundError, ObservationError
+        With the file named: unreadable, no WCS, unknown units or flux scale, no PSF, a PSF > 2.5″.
+    """
+    image = read_image(path, hdu)
+    path = image["path"]
+    headers = image["headers"]
+    calibration = photometric_calibration(image, zeropoint_vega=zeropoint_vega, ebv=ebv, units=units)
+    if psf_fwhm_arcsec is None:
+        psf_fwhm_arcsec = default_psf_fwhm_arcsec(headers)
+        psf_source = "instrument default"
+        if psf_fwhm_arcsec is None:
+            raise ObservationError(
+                f"{path}: no default PSF for TELESCOP={header_value(headers, 'TELESCOP')!r}, "
+                f"INSTRUME={header_value(headers, 'INSTRUME')!r}; give --psf-fwhm-arcsec (the seeing FWHM)")
+    else:
+        psf_source = "given"
+    seeing_kernel_fwhm_arcsec(float(psf_fwhm_arcsec), path)   # refuses a PSF broader than 2.5″
+    flux = flux_per_pixel(image["data"], calibration, image["pixel_area_arcsec2"])
+    if not np.isfinite(flux).any():
+        raise ObservationError(f"{path}: no pixel gives a finite flux after calibration")
+    return {"image": image, "calibration": calibration, "flux": flux, "psf_fwhm_arcsec": float(psf_fwhm_arcsec),
+            "psf_source": psf_source}
+
+
+def per_image_settings(value, name, number_of_images, is_single_setting=None):
+    """One setting per image: a single value for all, or a list of exactly one value per image."""
+    is_single_setting = is_single_setting or (lambda item: not isinstance(item, (list, tuple)))
+    if value is None or is_single_setting(value):
+        return [value] * number_of_images
+    values = list(value)
+    if len(values) == 1:
+        return values * number_of_images
+    if len(values) != number_of_images:
+        raise ObservationError(f"{name}: {len(values)} values for {number_of_images} images; give one for all, or one per image")
+    return values
+
+
+def is_single_region(region):
+    """True for None, a boolean mask or one (x0, x1, y0, y1) box; False for a list of per-image regions."""
+    if region is None or isinstance(region, np.ndarray):
+        return True
+    return len(region) == 4 and all(np.isscalar(bound) for bound in region)
+
+
+def footprint_distance_arcsec(image, centre):
+    """How far the centre lies outside the image's pixel rectangle, in arcsec (0 when on it)."""
+    centre_x, centre_y = (float(value) for value in image["wcs"].world_to_pixel(centre))
+    rows, columns = image["data"].shape
+    outside_x = max(-0.5 - centre_x, centre_x - (columns - 0.5), 0.0)
+    outside_y = max(-0.5 - centre_y, centre_y - (rows - 0.5), 0.0)
+    return math.hypot(outside_x, outside_y) * image["pixel_scale_arcsec"]
+
+
+def resample_onto_grid(flux, wcs, grid_wcs, grid_shape, pixel_area_arcsec2, grid_pixel_area_arcsec2):
+    """Flux-conserving resampling of one image onto another pixel grid, with its valid-pixel mask.
+
+    `reproject` conserves surface brightness, not flux (astropy/reproject #42, #68, #237): images
+    finer than the grid are binned with `reproject_adaptive(conserve_flux=True)`; others are
+    interpolated in surface brightness and multiplied by the grid's pixel area (as
+    `resample_to_frame`). Either way the valid-pixel mask is resampled alike and the flux divided by
+    the covered fraction of each grid pixel, so a pixel half on the image keeps its full flux
+    density instead of half of it; grid pixels less than half covered are invalid.
+
+    Returns
+    -------
+    flux_on_grid : numpy.ndarray
+        Flux per grid pixel (L☉ kpc⁻²), NaN where invalid.
+    valid : numpy.ndarray of bool
+    """
+    from reproject import reproject_adaptive, reproject_interp
+
+    valid_input = np.isfinite(flux)
+    clean = np.where(valid_input, flux, 0.0)
+    if pixel_area_arcsec2 >= grid_pixel_area_arcsec2:
+        surface_brightness, _ = reproject_interp((clean / pixel_area_arcsec2, wcs), grid_wcs, shape_out=grid_shape, order="bicubic")
+        fraction, _ = reproject_interp((valid_input.astype(np.float64), wcs), grid_wcs, shape_out=grid_shape, order="bicubic")
+        resampled = surface_brightness * grid_pixel_area_arcsec2
+    else:
+        resampled, _ = reproject_adaptive((clean, wcs), grid_wcs, shape_out=grid_shape, conserve_flux=True,
+                                          kernel=RESAMPLING_KERNEL, boundary_mode="strict")
+        fraction, _ = reproject_adaptive((valid_input.astype(np.float64), wcs), grid_wcs, shape_out=grid_shape,
+                                         conserve_flux=False, kernel=RESAMPLING_KERNEL, boundary_mode="strict")
+    fraction = np.where(np.isfinite(fraction), fraction, 0.0)
+    valid = fraction >= PIXEL_COVERED_THRESHOLD
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flux_on_grid = np.where(valid & np.isfinite(resampled), resampled / np.where(valid, fraction, 1.0), np.nan)
+    return flux_on_grid, valid & np.isfinite(flux_on_grid)
+
+
+def check_same_band(records):
+    """Refuse images of different filters: π-DOC reads V light, and one map must be of one band."""
+    bands = {str(record["image"]["path"]) + f" (HDU {record['image']['hdu_label']})": record["calibration"]["filter"]
+             for record in records if record["calibration"]["filter"] is not None}
+    if len(set(bands.values())) > 1:
+        listed = "; ".join(f"{name}: {band}" for name, band in bands.items())
+        raise ObservationError(f"the images are of different bands ({listed}); combine images of one band only "
+                               "(each is converted to V with its own colour term, which differ by up to 0.2 mag)")
+
+
+def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_vega=None, psf_fwhm_arcsec=None,
+                        background=None, background_region=None, background_outside_arcsec=None, units=None,
+                        verbose=True):
+    """Turn one or several FITS images of one cluster into π-DOC's input map; nothing is written.
+
+    Each image (a chip, an exposure, a pointing; several HDUs of one file count as several images) is
+    calibrated on its own: its units, exposure time, zero point and sky. With several images they are
+    first matched to the broadest of their PSFs, then resampled flux-conserving onto the pixel grid of
+    the image that holds the centre (the first such), where overlaps are averaged (mean of the
+    covering images' flux per pixel); the mosaic is then convolved to π-DOC's 2.5″ seeing and
+    resampled onto the frame as one image is. Convolving after mosaicking keeps the seams between
+    chips invisible (a chip convolved alone would miss the light beyond its edge).
+
+    Parameters
+    ----------
+    sources : list of str, Path or (path, hdu)
+        The images; `hdu` (index or EXTNAME) selects an HDU, default the first 2-D image.
+    ra_deg, dec_deg : float, optional
+        Cluster centre (ICRS, degrees); both or neither. Default: the light-weighted centre of the
+        first image.
+    ebv : float
+        E(B−V) in mag (A_V = 3.1 E(B−V)), the same for all images; default 0.
+    zeropoint_vega, psf_fwhm_arcsec, background, units : value or list, optional
+        One for all images, or one per image (see `image_to_pidoc_map` for each).
+    background_region : (x0, x1, y0, y1), boolean mask, or a list of them (or None) per image, optional
+        Pixels of the image that hold only sky (0-based bounds, x1 and y1 excluded).
+    background_outside_arcsec : float, optional
+        The user's statement that the pixels farther than this from the centre are sky (every image).
+
+    Returns
+    -------
+    dict
+        As `image_to_pidoc_map`, and "sources" (per image: path, HDU, sky dict), "images_per_pixel"
+        (160, 160) number of images covering each frame pixel, "coverage_by_image_count" (number of
+        images → fraction of the frame).
+
+    Raises
+    ------
+    FileNotFoundError, ObservationError, pidoc.sky.SkyUndeterminedError
+        All ValueError but the first; each message names the file. Several images are refused when
+        one has no WCS, the bands differ, an image lies farther from the centre than π-DOC's frame
+        reaches (an image of another field or cluster), or the same image is given twice.
+    """
+    sources = [source if isinstance(source, tuple) else (source, None) for source in sources]
+    number_of_images = len(sources)
+    if number_of_images == 0:
+        raise ObservationError("no image given")
+    zeropoints = per_image_settings(zeropoint_vega, "--zeropoint-vega", number_of_images)
+    psfs = per_image_settings(psf_fwhm_arcsec, "--psf-fwhm-arcsec", number_of_images)
+    backgrounds = per_image_settings(background, "--background", number_of_images)
+    unit_list = per_image_settings(units, "--units", number_of_images)
+    if number_of_images > 1 and background_region is not None and is_single_region(background_region):
+        raise ObservationError(f"--background-region: one box for {number_of_images} images; a box is in one image's "
+                               "pixels, so give one box (x0 x1 y0 y1) per image")
+    regions = per_image_settings(background_region, "--background-region", number_of_images, is_single_region)
+
+    # Calibration before anything else, so that bad units fail fast.
+    records = []
+    for (path, hdu), zeropoint, psf, unit in zip(sources, zeropoints, psfs, unit_list):
+        records.append(calibrated_image(path, hdu, zeropoint_vega=zeropoint, ebv=ebv, units=unit, psf_fwhm_arcsec=psf))
+        record = records[-1]
+        if (ra_deg is None) != (dec_deg is None):
+            raise ObservationError(f"{record['image']['path']}: give both --ra and --dec, or neither")
+    seen = {}
+    for record in records:
+        key = (record["image"]["path"].resolve(), record["image"]["hdu_label"])
+        if key in seen:
+            raise ObservationError(f"{record['image']['path']}: HDU {record['image']['hdu_label']} is given twice")
+        seen[key] = True
+    if number_of_images > 1:
+        check_same_band(records)
+
+    # Centre: given, or a first light-weighted guess on the first image (sky taken as the median),
+    # refined once its sky is subtracted.
+    first = records[0]
+    first_image = first["image"]
+    if ra_deg is not None:
+        centre = SkyCoord(float(ra_deg) * u.deg, float(dec_deg) * u.deg, frame="icrs")
+        centre_pixel = tuple(float(value) for value in first_image["wcs"].world_to_pixel(centre))
+        centre_source = "given (--ra/--dec)"
+    else:
+        median_flux = float(np.nanmedian(first["flux"]))
+        try:
+            centre_pixel = light_weighted_centre_pixel(first["flux"] - median_flux, first_image["pixel_scale_arcsec"])
+        except ValueError as error:
+            raise ObservationError(f"{first_image['path']}: cannot find a light-weighted centre ({error}); give --ra/--dec") from error
+        centre = first_image["wcs"].pixel_to_world(*centre_pixel).icrs
+    rows, columns = first["flux"].shape
+    on_first_image = -0.5 <= centre_pixel[0] <= columns - 0.5 and -0.5 <= centre_pixel[1] <= rows - 0.5
+    if number_of_images == 1 and not on_first_image:
+        where = f"RA {ra_deg:.5f}°, Dec {dec_deg:.5f}°" if ra_deg is not None else "light-weighted"
+        raise ObservationError(
+            f"{first_image['path']}: the centre ({where}) falls outside the image, at pixel "
+            f"({centre_pixel[0]:.0f}, {centre_pixel[1]:.0f}) of a {columns}×{rows} image")
+    if number_of_images > 1:
+        # An image whose nearest pixel lies beyond the frame's corners cannot add to the frame: it is of
+        # another field (or cluster), or the centre is wrong.
+        for record in records:
+            distance_arcsec = footprint_distance_arcsec(record["image"], centre)
+            if distance_arcsec > FRAME_HALF_DIAGONAL_ARCSEC:
+                raise ObservationError(
+                    f"{record['image']['path']}: the image lies {distance_arcsec:.0f}″ from the cluster centre "
+                    f"(RA {centre.ra.deg:.5f}°, Dec {centre.dec.deg:.5f}°, {centre_source if ra_deg is not None else 'light-weighted centre of the first image'}), "
+                    f"beyond π-DOC's 40″×40″ frame about it: an image of another field or cluster? Give images of one "
+                    "cluster, or its --ra/--dec")
+
+    # Sky of every image, in its own units, then subtracted; the light-weighted centre is refined on
+    # the first image once its sky is gone.
+    skies = [None] * number_of_images
+    skies[0] = determine_sky(first_image, first["flux"], first["calibration"], centre_pixel, backgrounds[0], regions[0],
+                             background_outside_arcsec)
+    first["flux"] = first["flux"] - skies[0]["flux_per_pixel"]
+    if ra_deg is None:
+        centre_pixel = light_weighted_centre_pixel(first["flux"], first_image["pixel_scale_arcsec"], start_pixel=centre_pixel)
+        centre = first_image["wcs"].pixel_to_world(*centre_pixel).icrs
+        centre_source = ("light-weighted centre of the image (no --ra/--dec given)" if number_of_images == 1
+                         else "light-weighted centre of the first image (no --ra/--dec given)")
+    for index in range(1, number_of_images):
+        record = records[index]
+        pixel = tuple(float(value) for value in record["image"]["wcs"].world_to_pixel(centre))
+        skies[index] = determine_sky(record["image"], record["flux"], record["calibration"], pixel, backgrounds[index],
+                                     regions[index], background_outside_arcsec)
+        record["flux"] = record["flux"] - skies[index]["flux_per_pixel"]
+
+    # Seeing: every image to the broadest PSF among them first (several images only), then the
+    # mosaic to π-DOC's 2.5″.
+    broadest_psf_arcsec = max(record["psf_fwhm_arcsec"] for record in records)
+    kernel_fwhm_arcsec = seeing_kernel_fwhm_arcsec(broadest_psf_arcsec, first_image["path"])
+    kernel_sigma_arcsec = kernel_fwhm_arcsec / FWHM_PER_SIGMA
+    cutout_size_arcsec = 2.0 * (FRAME_HALF_DIAGONAL_ARCSEC + 4.0 * kernel_sigma_arcsec + 2.0)
+    target_wcs = frame_wcs(centre)
+    if number_of_images == 1:
+        # Work on a cutout that holds the frame plus the kernel's reach; outside the image it is NaN.
+        reference_index = 0
+        cutout = Cutout2D(first["flux"], centre, cutout_size_arcsec * u.arcsec, wcs=first_image["wcs"], mode="partial",
+                          fill_value=np.nan, copy=True)
+        grid_flux, grid_wcs = cutout.data, cutout.wcs
+        valid = np.isfinite(grid_flux)
+        images_valid_on_grid = [valid]
+    else:
+        on_image = [footprint_distance_arcsec(record["image"], centre) == 0.0 for record in records]
+        reference_index = on_image.index(True) if any(on_image) else 0
+        reference = records[reference_index]["image"]
+        grid = Cutout2D(np.zeros(records[reference_index]["flux"].shape, dtype=np.float32), centre,
+                        cutout_size_arcsec * u.arcsec, wcs=reference["wcs"], mode="partial", fill_value=0.0, copy=True)
+        grid_wcs, grid_shape = grid.wcs, grid.data.shape
+        grid_pixel_area_arcsec2 = reference["pixel_area_arcsec2"]
+        flux_sum = np.zeros(grid_shape)
+        image_count = np.zeros(grid_shape, dtype=np.int64)
+        images_valid_on_grid = []
+        for index, record in enumerate(records):
+            matching_fwhm_arcsec = math.sqrt(max(broadest_psf_arcsec**2 - record["psf_fwhm_arcsec"]**2, 0.0))
+            flux = (convolve_to_seeing(record["flux"], matching_fwhm_arcsec, record["image"]["pixel_scales_arcsec"])
+                    if matching_fwhm_arcsec > 0 else record["flux"])
+            if index == reference_index:
+                on_grid = Cutout2D(flux, centre, cutout_size_arcsec * u.arcsec, wcs=reference["wcs"], mode="partial",
+                                   fill_value=np.nan, copy=True).data
+                image_valid = np.isfinite(on_grid)
+            else:
+                on_grid, image_valid = resample_onto_grid(flux, record["image"]["wcs"], grid_wcs, grid_shape,
+                                                          record["image"]["pixel_area_arcsec2"], grid_pixel_area_arcsec2)
+            flux_sum[image_valid] += on_grid[image_valid]
+            image_count[image_valid] += 1
+            images_valid_on_grid.append(image_valid)
+        valid = image_count > 0
+        # Overlaps: the mean of the covering images' flux per pixel.
+        grid_flux = np.where(valid, flux_sum / np.maximum(image_count, 1), np.nan)
+    grid_pixel_scales_arcsec = records[reference_index]["image"]["pixel_scales_arcsec"]
+    grid_pixel_area_arcsec2 = records[reference_index]["image"]["pixel_area_arcsec2"]
+    smoothed = convolve_to_seeing(grid_flux, kernel_fwhm_arcsec, grid_pixel_scales_arcsec)
+
+    covered_fraction_map = covered_fraction_per_pixel(valid, grid_wcs, target_wcs)
+    covered = covered_fraction_map >= PIXEL_COVERED_THRESHOLD
+    covered_fraction = float(covered.mean())
+    if number_of_images == 1:
+        images_per_pixel = covered.astype(np.int64)
+    else:
+        images_per_pixel = np.zeros((MAP_PIXELS, MAP_PIXELS), dtype=np.int64)
+        for record, image_valid in zip(records, images_valid_on_grid):
+            image_covers = covered_fraction_per_pixel(image_valid, grid_wcs, target_wcs) >= PIXEL_COVERED_THRESHOLD
+            if not image_covers.any():
+                raise ObservationError(f"{record['image']['path']}: the image adds no pixel to π-DOC's 40″×40″ frame about "
+                                       f"the centre (RA {centre.ra.deg:.5f}°, Dec {centre.dec.deg:.5f}°); leave it out, or "
+                                       "check the centre")
+            images_per_pixel += image_covers
+    coverage_by_image_count = {int(count): float((images_per_pixel == count).mean())
+                               for count in range(1, int(images_per_pixel.max()) + 1) if (images_per_pixel == count).any()}
+    if covered_fraction < MINIMUM_COVERED_FRACTION:
+        names = ", ".join(str(record["image"]["path"]) for record in records)
+        raise ObservationError(
+            f"{names}: the image{'s cover' if number_of_images > 1 else ' covers'} only {100 * covered_fraction:.1f} % of "
+            f"π-DOC's 40″×40″ frame about the centre (minimum {100 * MINIMUM_COVERED_FRACTION:.0f} %); point reflection "
+            "cannot complete it")
+    flux_map = resample_to_frame(smoothed, grid_wcs, target_wcs, grid_pixel_area_arcsec2)
+    fill_counts = {"reflected": 0, "annulus_mean": 0, "floor": 0}
+    if covered_fraction < 1.0:
+        flux_map, fill_counts = fill_gaps_by_point_reflection(flux_map, covered)
+    domain_reasons = []
+    if covered_fraction < COMPLETE_COVERED_FRACTION:
+        domain_reasons.append(
+            f"frame {100 * covered_fraction:.0f} % covered by the image{'s' if number_of_images > 1 else ''}; "
+            "gap filled by point reflection about the centre")
+    non_positive = int((flux_map <= FLUX_FLOOR_LSUN_PER_KPC2).sum())
+    log_flux_map = np.log10(np.maximum(flux_map, FLUX_FLOOR_LSUN_PER_KPC2)).astype(np.float32)
+
+    total_flux = float(flux_map.sum())
+    report = []
+    for index, (record, sky) in enumerate(zip(records, skies)):
+        image, calibration = record["image"], record["calibration"]
+        tag = f" [{index + 1}]" if number_of_images > 1 else ""
+        zeropoint_text = (f"V {calibration['zeropoint_v_mag']:.3f} mag for 1 unit/s; {calibration['zeropoint_source']}"
+                          if calibration["zeropoint_v_mag"] is not None else calibration["zeropoint_source"])
+        # How sure the sky is, in what it does to the map: 1σ of the sky per image pixel, over the frame's
+        # 1,600 arcsec², against the light in the frame.
+        frame_sky_uncertainty = sky["uncertainty_flux_per_pixel"] * (2.0 * MAP_HALF_WIDTH_ARCSEC) ** 2 / image["pixel_area_arcsec2"]
+        sky_effect = (f"; 1σ of the sky over the frame is {100 * frame_sky_uncertainty / total_flux:.2g} % of the light in it"
+                      if sky["uncertainty_flux_per_pixel"] > 0 and total_flux > 0 else "")
+        report += [
+            ("image" + tag, f"{image['path'].name}, HDU {image['hdu_label']}, {image['data'].shape[1]}×{image['data'].shape[0]} px "
+                            f"of {image['pixel_scale_arcsec']:.4f}″"),
+            ("units" + tag, calibration["units"] + (f" over EXPTIME {calibration['exposure_time_s']:g} s" if calibration["exposure_time_s"] else "")),
+            ("filter" + tag, calibration["filter"] or "not given"),
+            ("zero point" + tag, zeropoint_text),
+        ]
+        if number_of_images == 1:
+            report.append(("extinction", f"E(B−V) = {calibration['ebv_mag']:.3f}, A_V = {calibration['extinction_v_mag']:.3f} mag"))
+        report.append(("sky" + tag, sky["text"] + sky_effect))
+        if number_of_images > 1:
+            report.append(("PSF" + tag, f"image FWHM {record['psf_fwhm_arcsec']:.3f}″ ({record['psf_source']})"))
+    calibration = first["calibration"]
+    if number_of_images > 1:
+        report.append(("extinction", f"E(B−V) = {calibration['ebv_mag']:.3f}, A_V = {calibration['extinction_v_mag']:.3f} mag"))
+    report.append(("centre", f"RA {centre.ra.deg:.6f}°, Dec {centre.dec.deg:.6f}° ({centre_source})"))
+    if number_of_images == 1:
+        report.append(("PSF", f"image FWHM {first['psf_fwhm_arcsec']:.3f}″ ({first['psf_source']}); kernel FWHM "
+                              f"{kernel_fwhm_arcsec:.3f}″ to reach {TARGET_SEEING_FWHM_ARCSEC}″"))
+        coverage_text = f"{100 * covered_fraction:.1f} % of the frame"
+    else:
+        reference = records[reference_index]["image"]
+        report.append(("mosaic", f"{number_of_images} images on the pixel grid of image [{reference_index + 1}] "
+                                 f"({reference['pixel_scale_arcsec']:.4f}″), each matched to the broadest PSF "
+                                 f"({broadest_psf_arcsec:.3f}″) first; overlaps are the mean of the covering images' flux"))
+        report.append(("PSF", f"kernel FWHM {kernel_fwhm_arcsec:.3f}″ from {broadest_psf_arcsec:.3f}″ to reach "
+                              f"{TARGET_SEEING_FWHM_ARCSEC}″"))
+        by_count = ", ".join(f"{100 * fraction:.1f} % by {count} image{'s' if count > 1 else ''}"
+                             for count, fraction in coverage_by_image_count.items())
+        coverage_text = f"{100 * covered_fraction:.1f} % of the frame by ≥ 1 image ({by_count})"
+    report += [
+        ("coverage", coverage_text
+                     + (f"; filled: {fill_counts['reflected']} px by reflection, {fill_counts['annulus_mean']} by annulus mean, "
+                        f"{fill_counts['floor']} at the floor" if covered_fraction < 1.0 else "")),
+        ("total flux in frame", f"{total_flux:.4g} L☉ kpc⁻² (V mag {-2.5 * math.log10(max(total_flux, 1e-300) / SUN_AT_10_PARSEC_FLUX_LSUN_PER_KPC2) + SOLAR_ABSOLUTE_MAGNITUDE_V:.2f}, extinction-corrected)"),
+        ("pixels at the floor", f"{non_positive} (no light left after the sky)"),
+    ]
+    if verbose:
+        for quantity, value in report:
+            print(f"{quantity:>20}: {value}")
+    return {
+        "log_flux_map": log_flux_map,
+        "frame_wcs": target_wcs,
+        "centre": centre,
+        "covered_fraction": covered_fraction,
+        "covered_pixels": covered,
+        "images_per_pixel": images_per_pixel,
+        "coverage_by_image_count": coverage_by_image_count,
+        "domain_reasons": domain_reasons,
+        "report": report,
+        "calibration": calibration,
+        "psf_fwhm_arcsec": broadest_psf_arcsec,
+        "kernel_fwhm_arcsec": kernel_fwhm_arcsec,
+        "background_flux_per_pixel": skies[0]["flux_per_pixel"],
+        "sky": skies,
+        "sources": [{"path": record["image"]["path"], "hdu_label": record["image"]["hdu_label"], "sky": sky}
+                    for record, sky in zip(records, skies)],
+        "cutout": {"flux": grid_flux, "wcs": grid_wcs},
+        "source_path": first_image["path"],
+    }
+
+
 def image_to_pidoc_map(path, ra_deg=None, dec_deg=None, hdu=None, zeropoint_vega=None, ebv=0.0,
-                       psf_fwhm_arcsec=None, background=None, units=None, verbose=True):
+                       psf_fwhm_arcsec=None, background=None, units=None, verbose=True, background_region=None,
+                       background_outside_arcsec=None):
     """Turn a FITS image into π-DOC's input map; nothing is written.
 
     Parameters
@@ -609,7 +1118,13 @@ def image_to_pidoc_map(path, ra_deg=None, dec_deg=None, hdu=None, zeropoint_vega
         FWHM of the image's PSF; default per instrument (`DEFAULT_PSF_FWHM_ARCSEC`).
     background : float, optional
         Sky level in the image's data units (a number in mag arcsec⁻² for a surface-brightness image).
-        Default: from the header (MDRIZSKY), else estimated outside 20″ from the centre.
+    background_region : (x0, x1, y0, y1) or boolean mask, optional
+        Pixels that hold only sky (0-based bounds, x1 and y1 excluded).
+    background_outside_arcsec : float, optional
+        The pixels farther than this from the centre hold only sky (the user's statement).
+        Without any of the three: a header keyword that proves the sky subtracted, else a fit of a
+        cluster profile plus a constant (`pidoc.sky.estimate_sky`); where that does not pin the sky
+        down, `SkyUndeterminedError` says what to give.
     units : str, optional
         Overrides BUNIT ('counts', 'counts/s' or 'mag/arcsec2').
 
@@ -618,136 +1133,87 @@ def image_to_pidoc_map(path, ra_deg=None, dec_deg=None, hdu=None, zeropoint_vega
     dict
         "log_flux_map" (160, 160) float32, log10 F in L☉ kpc⁻²; "frame_wcs"; "centre" (SkyCoord);
         "covered_fraction"; "domain_reasons" (list of str, empty when none); "report" (an ordered list
-        of (quantity, value) for the table); "calibration"; "cutout" (flux per image pixel around the
-        centre, with its WCS, for the figure).
+        of (quantity, value) for the table); "calibration"; "sky" (one dict per image,
+        `determine_sky`); "cutout" (sky-subtracted flux per image pixel around the centre, with its WCS,
+        for the figure).
     """
-    image = read_image(path, hdu)
-    path = image["path"]
-    headers = image["headers"]
-    wcs = image["wcs"]
-    report = [("image", f"{path.name}, HDU {image['hdu_label']}, {image['data'].shape[1]}×{image['data'].shape[0]} px "
-                        f"of {image['pixel_scale_arcsec']:.4f}″")]
-    domain_reasons = []
+    return images_to_pidoc_map([(path, hdu)], ra_deg=ra_deg, dec_deg=dec_deg, ebv=ebv, zeropoint_vega=zeropoint_vega,
+                               psf_fwhm_arcsec=psf_fwhm_arcsec, background=background, background_region=background_region,
+                               background_outside_arcsec=background_outside_arcsec, units=units, verbose=verbose)
 
-    # Calibration before anything else, so that bad units fail fast.
-    calibration = photometric_calibration(image, zeropoint_vega=zeropoint_vega, ebv=ebv, units=units)
-    if psf_fwhm_arcsec is None:
-        psf_fwhm_arcsec = default_psf_fwhm_arcsec(headers)
-        psf_source = "instrument default"
-        if psf_fwhm_arcsec is None:
-            raise ObservationError(
-                f"{path}: no default PSF for TELESCOP={header_value(headers, 'TELESCOP')!r}, "
-                f"INSTRUME={header_value(headers, 'INSTRUME')!r}; give --psf-fwhm-arcsec (the seeing FWHM)")
-    else:
-        psf_source = "given"
-    kernel_fwhm_arcsec = seeing_kernel_fwhm_arcsec(float(psf_fwhm_arcsec), path)
-    if (ra_deg is None) != (dec_deg is None):
-        raise ObservationError(f"{path}: give both --ra and --dec, or neither")
 
-    flux = flux_per_pixel(image["data"], calibration, image["pixel_area_arcsec2"])
-    if not np.isfinite(flux).any():
-        raise ObservationError(f"{path}: no pixel gives a finite flux after calibration")
-    pixel_scale_arcsec = image["pixel_scale_arcsec"]
-    ny, nx = flux.shape
+def image_hdu_indices(path):
+    """Indices of every HDU of a FITS file that holds a 2-D image (for `--all-hdus`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image file not found")
+    try:
+        with fits.open(path, memmap=False) as hdulist:
+            indices = [index for index, candidate in enumerate(hdulist) if is_two_dimensional_image(candidate)]
+    except OSError as error:
+        raise ObservationError(f"{path}: not a readable FITS file ({error})") from error
+    if not indices:
+        raise ObservationError(f"{path}: no HDU holds a 2-D image")
+    return indices
 
-    # Centre: given, or a first light-weighted guess (sky taken as the median) to place the sky mask.
-    if ra_deg is not None:
-        centre = SkyCoord(float(ra_deg) * u.deg, float(dec_deg) * u.deg, frame="icrs")
-        centre_pixel = tuple(float(value) for value in wcs.world_to_pixel(centre))
-        centre_source = "given (--ra/--dec)"
-    else:
-        median_flux = float(np.nanmedian(flux))
-        try:
-            centre_pixel = light_weighted_centre_pixel(flux - median_flux, pixel_scale_arcsec)
-        except ValueError as error:
-            raise ObservationError(f"{path}: cannot find a light-weighted centre ({error}); give --ra/--dec") from error
-    if not (-0.5 <= centre_pixel[0] <= nx - 0.5 and -0.5 <= centre_pixel[1] <= ny - 0.5):
-        where = f"RA {ra_deg:.5f}°, Dec {dec_deg:.5f}°" if ra_deg is not None else "light-weighted"
-        raise ObservationError(
-            f"{path}: the centre ({where}) falls outside the image, at pixel "
-            f"({centre_pixel[0]:.0f}, {centre_pixel[1]:.0f}) of a {nx}×{ny} image")
 
-    # Sky, in the units of the data, converted with the same calibration.
-    if background is not None:
-        background_flux = float(flux_per_pixel(np.float64(background), calibration, image["pixel_area_arcsec2"]))
-        background_source = f"given: {background:.6g} (data units)"
-    else:
-        header_sky, header_source = header_background(headers) if calibration["units"] != "mag/arcsec2" else (None, "")
-        if header_sky is not None:
-            background_flux = float(flux_per_pixel(np.float64(header_sky), calibration, image["pixel_area_arcsec2"]))
-            background_source = f"{header_source}: {header_sky:.6g} (data units)"
-        else:
-            background_flux, scatter, count = estimate_background(flux, centre_pixel, pixel_scale_arcsec, path)
-            background_data = float(data_from_flux_per_pixel(background_flux, calibration, image["pixel_area_arcsec2"])) \
-                if background_flux > 0 or calibration["units"] != "mag/arcsec2" else float("nan")
-            background_source = (f"estimated: 3σ-clipped mean of {count} pixels beyond {BACKGROUND_MASK_RADIUS_ARCSEC:.0f}″ "
-                                 f"from the centre = {background_data:.6g} (data units)")
-    flux = flux - background_flux
+def expand_sources(paths, hdus=None, all_hdus=False):
+    """The (path, hdu) images of a run: several files, several HDUs of one file, or both.
 
-    if ra_deg is None:
-        centre_pixel = light_weighted_centre_pixel(flux, pixel_scale_arcsec, start_pixel=centre_pixel)
-        centre = wcs.pixel_to_world(*centre_pixel).icrs
-        centre_source = "light-weighted centre of the image (no --ra/--dec given)"
+    Parameters
+    ----------
+    paths : list of str or Path
+    hdus : list of (int or str), optional
+        One HDU for every file, one per file, or (with one file) several HDUs of it.
+    all_hdus : bool
+        Every 2-D image HDU of every file (not with `hdus`).
+    """
+    paths = [Path(path) for path in paths]
+    if all_hdus:
+        if hdus:
+            raise ObservationError("give --hdu or --all-hdus, not both")
+        return [(path, index) for path in paths for index in image_hdu_indices(path)]
+    if not hdus:
+        return [(path, None) for path in paths]
+    hdus = list(hdus)
+    if len(hdus) == 1:
+        return [(path, hdus[0]) for path in paths]
+    if len(paths) == 1:
+        return [(paths[0], hdu) for hdu in hdus]
+    if len(hdus) == len(paths):
+        return list(zip(paths, hdus))
+    raise ObservationError(f"--hdu: {len(hdus)} HDUs for {len(paths)} files; give one HDU for all files, one per file, "
+                           "or several HDUs of one file")
 
-    # Work on a cutout that holds the frame plus the kernel's reach; outside the image it is NaN.
-    kernel_sigma_arcsec = kernel_fwhm_arcsec / FWHM_PER_SIGMA
-    cutout_size_arcsec = 2.0 * (FRAME_HALF_DIAGONAL_ARCSEC + 4.0 * kernel_sigma_arcsec + 2.0)
-    cutout = Cutout2D(flux, centre, cutout_size_arcsec * u.arcsec, wcs=wcs, mode="partial", fill_value=np.nan, copy=True)
-    valid = np.isfinite(cutout.data)
-    smoothed = convolve_to_seeing(cutout.data, kernel_fwhm_arcsec, image["pixel_scales_arcsec"])
 
-    target_wcs = frame_wcs(centre)
-    covered_fraction_map = covered_fraction_per_pixel(valid, cutout.wcs, target_wcs)
-    covered = covered_fraction_map >= PIXEL_COVERED_THRESHOLD
-    covered_fraction = float(covered.mean())
-    if covered_fraction < MINIMUM_COVERED_FRACTION:
-        raise ObservationError(
-            f"{path}: the image covers only {100 * covered_fraction:.1f} % of π-DOC's 40″×40″ frame about the centre "
-            f"(minimum {100 * MINIMUM_COVERED_FRACTION:.0f} %); point reflection cannot complete it")
-    flux_map = resample_to_frame(smoothed, cutout.wcs, target_wcs, image["pixel_area_arcsec2"])
-    fill_counts = {"reflected": 0, "annulus_mean": 0, "floor": 0}
-    if covered_fraction < 1.0:
-        flux_map, fill_counts = fill_gaps_by_point_reflection(flux_map, covered)
-    if covered_fraction < COMPLETE_COVERED_FRACTION:
-        domain_reasons.append(
-            f"frame {100 * covered_fraction:.0f} % covered by the image; gap filled by point reflection about the centre")
-    non_positive = int((flux_map <= FLUX_FLOOR_LSUN_PER_KPC2).sum())
-    log_flux_map = np.log10(np.maximum(flux_map, FLUX_FLOOR_LSUN_PER_KPC2)).astype(np.float32)
+# The figure's view of the image is binned to at most this many pixels a side: it is for the eye, and
+# it keeps what a catalogue's workers send back small (≤ 0.4 MB per cluster).
+DISPLAY_MAXIMUM_PIXELS = 320
 
-    zeropoint_text = (f"V {calibration['zeropoint_v_mag']:.3f} mag for 1 unit/s; {calibration['zeropoint_source']}"
-                      if calibration["zeropoint_v_mag"] is not None else calibration["zeropoint_source"])
-    report += [
-        ("units", calibration["units"] + (f" over EXPTIME {calibration['exposure_time_s']:g} s" if calibration["exposure_time_s"] else "")),
-        ("filter", calibration["filter"] or "not given"),
-        ("zero point", zeropoint_text),
-        ("extinction", f"E(B−V) = {calibration['ebv_mag']:.3f}, A_V = {calibration['extinction_v_mag']:.3f} mag"),
-        ("sky", background_source),
-        ("centre", f"RA {centre.ra.deg:.6f}°, Dec {centre.dec.deg:.6f}° ({centre_source})"),
-        ("PSF", f"image FWHM {float(psf_fwhm_arcsec):.3f}″ ({psf_source}); kernel FWHM {kernel_fwhm_arcsec:.3f}″ to reach {TARGET_SEEING_FWHM_ARCSEC}″"),
-        ("coverage", f"{100 * covered_fraction:.1f} % of the frame"
-                     + (f"; filled: {fill_counts['reflected']} px by reflection, {fill_counts['annulus_mean']} by annulus mean, "
-                        f"{fill_counts['floor']} at the floor" if covered_fraction < 1.0 else "")),
-        ("total flux in frame", f"{flux_map.sum():.4g} L☉ kpc⁻² (V mag {-2.5 * math.log10(max(flux_map.sum(), 1e-300) / SUN_AT_10_PARSEC_FLUX_LSUN_PER_KPC2) + SOLAR_ABSOLUTE_MAGNITUDE_V:.2f}, extinction-corrected)"),
-        ("pixels at the floor", f"{non_positive} (no light left after the sky)"),
-    ]
-    if verbose:
-        for quantity, value in report:
-            print(f"{quantity:>20}: {value}")
-    return {
-        "log_flux_map": log_flux_map,
-        "frame_wcs": target_wcs,
-        "centre": centre,
-        "covered_fraction": covered_fraction,
-        "covered_pixels": covered,
-        "domain_reasons": domain_reasons,
-        "report": report,
-        "calibration": calibration,
-        "psf_fwhm_arcsec": float(psf_fwhm_arcsec),
-        "kernel_fwhm_arcsec": kernel_fwhm_arcsec,
-        "background_flux_per_pixel": background_flux,
-        "cutout": {"flux": cutout.data, "wcs": cutout.wcs},
-        "source_path": path,
-    }
+
+def display_cutout(result, maximum_pixels=DISPLAY_MAXIMUM_PIXELS):
+    """The sky-subtracted image around the centre, block-averaged for display, and π-DOC's frame on it.
+
+    Returns
+    -------
+    dict
+        "flux" (float32, NaN where no image), "frame_outline_xy" (x, y) of the frame's corners in
+        the display image's pixels, closed.
+    """
+    flux = np.asarray(result["cutout"]["flux"], dtype=np.float64)
+    factor = max(1, int(math.ceil(max(flux.shape) / maximum_pixels)))
+    rows, columns = (size // factor * factor for size in flux.shape)
+    blocks = flux[:rows, :columns].reshape(rows // factor, factor, columns // factor, factor)
+    finite = np.isfinite(blocks)
+    counts = finite.sum(axis=(1, 3))
+    sums = np.where(finite, blocks, 0.0).sum(axis=(1, 3))
+    binned = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
+    corners = np.array([[-0.5, -0.5], [MAP_PIXELS - 0.5, -0.5], [MAP_PIXELS - 0.5, MAP_PIXELS - 0.5],
+                        [-0.5, MAP_PIXELS - 0.5], [-0.5, -0.5]])
+    corner_x, corner_y = result["cutout"]["wcs"].world_to_pixel(result["frame_wcs"].pixel_to_world(corners[:, 0], corners[:, 1]))
+    # A block of `factor` pixels starting at 0 has its centre at (factor − 1) / 2.
+    return {"flux": binned, "frame_outline_xy": ((np.asarray(corner_x) + 0.5) / factor - 0.5,
+                                                 (np.asarray(corner_y) + 0.5) / factor - 0.5)}
 
 
 # ==================================================================================================
@@ -769,6 +1235,11 @@ def input_map_header(result):
     header = result["frame_wcs"].to_header()
     header["BUNIT"] = ("log10(Lsun/kpc2)", "V flux per pixel, F = L_V/(4 pi D^2)")
     header["PIDOCSRC"] = (result["source_path"].name[:68], "image the map was made from")
+    sources = result.get("sources", [])
+    if len(sources) > 1:
+        header["PIDOCNIM"] = (len(sources), "number of images combined")
+        for index, source in enumerate(sources[1:100], 2):
+            header[f"PIDOCS{index:02d}"] = (Path(source["path"]).name[:68], f"image {index} of the mosaic")
     header["PIDOCCOV"] = (round(result["covered_fraction"], 5), "fraction of the frame covered by the image")
     calibration = result["calibration"]
     if calibration["zeropoint_v_mag"] is not None:

@@ -292,7 +292,7 @@ def fit_profile_sky(radius_samples_arcsec, level, level_error, model_error_fract
 
 def estimate_sky(image, centre_xy_pixels, pixel_scale_arcsec, header=None, background=None, background_region=None,
                  saturation_level=None, source_name=None, annulus_count=DEFAULT_ANNULUS_COUNT,
-                 maximum_uncertainty_fraction=DEFAULT_MAXIMUM_UNCERTAINTY_FRACTION):
+                 maximum_uncertainty_fraction=DEFAULT_MAXIMUM_UNCERTAINTY_FRACTION, reference_radius_arcsec=None):
     """Sky level of an image that a globular cluster may fill, never taking the cluster's light for sky.
 
     Parameters
@@ -316,7 +316,12 @@ def estimate_sky(image, centre_xy_pixels, pixel_scale_arcsec, header=None, backg
     annulus_count : int
         Number of equally wide annuli of the radial profile.
     maximum_uncertainty_fraction : float
-        Largest accepted ratio of the fitted sky's 1σ error to the cluster's fitted light at the frame's edge.
+        Largest accepted ratio of the fitted sky's 1σ error to the cluster's fitted light at the frame's
+        edge, or at `reference_radius_arcsec` where that is nearer the centre.
+    reference_radius_arcsec : float, optional
+        The radius out to which the sky-subtracted light is used (π-DOC's frame reaches 20″). An
+        image much wider than that may have no cluster light left at its own edge, where the sky is
+        best determined; what matters is the sky's error against the light that will be used.
 
     Returns
     -------
@@ -367,14 +372,15 @@ def estimate_sky(image, centre_xy_pixels, pixel_scale_arcsec, header=None, backg
     fit = fit_profile_sky(radius_samples_arcsec, level, level_error)
     log_half_light, concentration, truncation = fit["parameters"]
     edge_arcsec = radius_samples_arcsec.mean(axis=1).max()
-    edge_light = fit["amplitude"] * float(_shape(fit["parameters"], np.array([[edge_arcsec]]))[0])
+    judged_at_arcsec = edge_arcsec if reference_radius_arcsec is None else min(edge_arcsec, float(reference_radius_arcsec))
+    edge_light = fit["amplitude"] * float(_shape(fit["parameters"], np.array([[judged_at_arcsec]]))[0])
     sky, uncertainty = float(fit["sky"]), float(fit["sky_error"])
     fraction = uncertainty / edge_light if edge_light > 0 else np.inf
     summary = (f"limepy W0 = {concentration:.2f}, g = {truncation:.2f}, half-light radius {10 ** log_half_light:.3g}″ "
                f"(frame edge at {edge_arcsec:.3g}″ = {edge_arcsec / 10 ** log_half_light:.2g} r_h)")
     hint = f"; {header_hint}" if header_hint else ""
     if not fraction <= maximum_uncertainty_fraction:
-        how_sure = (f"an uncertainty of {fraction:.0%} of the cluster's fitted light at the frame's edge (at most "
+        how_sure = (f"an uncertainty of {fraction:.0%} of the cluster's fitted light at {judged_at_arcsec:.3g}″ (at most "
                     f"{maximum_uncertainty_fraction:.0%} is accepted)" if np.isfinite(fraction)
                     else "with no cluster light left at the frame's edge")
         raise SkyUndeterminedError(_what_is_needed(
@@ -384,4 +390,5 @@ def estimate_sky(image, centre_xy_pixels, pixel_scale_arcsec, header=None, backg
     return SkyEstimate(sky, uncertainty, "profile fit", (
         f"fit of {summary} plus a constant to the {level.size}-annulus profile: sky {sky:.4g} ± {uncertainty:.2g} "
         f"(1σ, all five parameters free), {share} the observed level at the frame's edge ({observed_edge:.4g}); "
-        f"the sky's uncertainty is {fraction:.1%} of the cluster's fitted edge light {edge_light:.4g}{hint}"))
+        f"the sky's uncertainty is {fraction:.1%} of the cluster's fitted light at {judged_at_arcsec:.3g}″, "
+        f"{edge_light:.4g}{hint}"))

@@ -17,6 +17,8 @@ from pidoc.calibration import uncertainty
 from pidoc.calibration.uncertainty import INTERVAL_LEVELS, RELIABILITY_LEVELS, SCALAR_QUANTITIES
 from pidoc.io import save_figure, write_table
 
+MINIMUM_MAPS_FOR_RANK_CORRELATION = 3
+
 
 # ==================================================================================================
 # 1. Coverage
@@ -38,8 +40,12 @@ def coverage_table(covered, widths, cluster_ids):
     result = {}
     for level in covered:
         coverage, error, clusters = cluster_mean(covered[level].astype(np.float64), cluster_ids)
+        # A width is undefined where its variable is (log10 D for D ≤ 0; a map without a pixel above the
+        # mass limit): the mean is taken over the defined ones, and is itself undefined where none is.
+        level_widths = np.asarray(widths[level], dtype=np.float64)
+        mean_width = float(np.nanmean(level_widths)) if np.isfinite(level_widths).any() else math.nan
         result[level] = {"coverage_percent": 100.0 * coverage, "standard_error_percent": 100.0 * error,
-                         "mean_width": float(np.nanmean(widths[level])), "number_of_clusters": clusters}
+                         "mean_width": mean_width, "number_of_clusters": clusters}
     return result
 
 
@@ -111,8 +117,33 @@ def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distanc
         error = np.abs(intervals[quantity]["point"] - truths[quantity])
         width = widths[quantity][0.68]
         usable = np.isfinite(error) & np.isfinite(width)
-        report["spearman_width_error"][quantity] = float(stats.spearmanr(width[usable], error[usable]).statistic)
+        # A rank correlation needs at least three maps with both values, and neither of them constant.
+        defined = (usable.sum() >= MINIMUM_MAPS_FOR_RANK_CORRELATION and np.ptp(width[usable]) > 0
+                   and np.ptp(error[usable]) > 0)
+        report["spearman_width_error"][quantity] = (float(stats.spearmanr(width[usable], error[usable]).statistic)
+                                                    if defined else math.nan)
     return report
+
+
+# Why a width can be undefined, per quantity: its calibrated variable is undefined for every map.
+UNDEFINED_WIDTH_REASONS = {"distance": "undefined (D ≤ 0 for every map)", "mass_to_light": "undefined (D ≤ 0 for every map)",
+                           "pixel_mass": "undefined (no pixel above the mass limit)"}
+
+
+def coverage_cell(entry):
+    """'67.0 ± 4.6', or words where the coverage or its standard error is undefined (never `nan`)."""
+    if entry["number_of_clusters"] == 0 or not math.isfinite(entry["coverage_percent"]):
+        return "undefined (no cluster with a defined value)"
+    if entry["number_of_clusters"] == 1 or not math.isfinite(entry["standard_error_percent"]):
+        return f"{entry['coverage_percent']:.1f} ± undefined (one cluster)"
+    return f"{entry['coverage_percent']:.1f} ± {entry['standard_error_percent']:.1f}"
+
+
+def width_cell(quantity, entry):
+    """The mean width in three decimals, or why it is undefined."""
+    if math.isfinite(entry["mean_width"]):
+        return f"{entry['mean_width']:.3f}"
+    return UNDEFINED_WIDTH_REASONS.get(quantity, "undefined (no finite width)")
 
 
 def coverage_rows(report, levels=INTERVAL_LEVELS):
@@ -124,7 +155,7 @@ def coverage_rows(report, levels=INTERVAL_LEVELS):
             row = [quantity, where]
             for level in levels:
                 entry = table[level]
-                row += [f"{entry['coverage_percent']:.1f} ± {entry['standard_error_percent']:.1f}", f"{entry['mean_width']:.3f}"]
+                row += [coverage_cell(entry), width_cell(quantity, entry)]
             rows.append(row)
     return rows
 
