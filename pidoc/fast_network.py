@@ -46,13 +46,15 @@ weights differ by about 0.5 % of the residual. Measured on the committed test ma
 training steps: rms 0.002–0.004 and max 0.02–0.036 standardised units, i.e. max 0.015–0.03 dex for a
 0.8-dex standard deviation of log mass. Where 0.01 dex matters, infer in float32 (half the speed).
 
-The module imports only numpy, keras and tensorflow. The two custom layers (space-to-depth and
-depth-to-space) are registered with Keras under the package "pidoc", so `save_weights` /
+The module imports numpy, keras, tensorflow and the seed sequence of `pidoc.networks`. The two
+custom layers (space-to-depth and depth-to-space) are registered with Keras under the package "pidoc", so `save_weights` /
 `load_weights` and `.keras` files round-trip.
 """
 import keras
 import numpy as np
 import tensorflow as tf
+
+from pidoc.networks import SeedSequence
 
 # --- Identity --------------------------------------------------------------------------------------
 # Written in a model folder's architecture record; change it whenever a setting below changes.
@@ -165,22 +167,6 @@ class DepthToSpace(keras.layers.Layer):
         return {**super().get_config(), "block_size": self.block_size}
 
 
-class _SeedSequence:
-    """Hand out one integer seed per initialiser: seed, seed + 1, …, or always None."""
-
-    def __init__(self, seed):
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}")
-        self.next_seed = None if seed is None else int(seed)
-
-    def __call__(self):
-        if self.next_seed is None:
-            return None
-        seed = self.next_seed
-        self.next_seed += 1
-        return seed
-
-
 def _convolution(tensor, filters, name, seeds, kernel_size=CONVOLUTION_KERNEL_SIZE, strides=1, activation="relu",
                  initial_scale=2.0, dtype=None):
     """A 'same'-padded Conv2D with a seeded variance-scaling (He for scale 2) kernel initialiser."""
@@ -219,7 +205,7 @@ def _build(seed, stage_widths=STAGE_WIDTHS, encoder_blocks=ENCODER_BLOCKS, decod
     module's constants. `refinement_channels` > 0 adds two 3×3 convolutions at full resolution
     after the mass sum; fewer than three stage widths drop the deeper stages.
     """
-    seeds = _SeedSequence(seed)
+    seeds = SeedSequence(seed)
     stages = len(stage_widths)
     residual_blocks = sum(encoder_blocks[:stages]) + sum(decoder_blocks[:stages - 1])
     branch_scale = 1.0 / max(residual_blocks, 1)

@@ -83,7 +83,7 @@ class _LayerNamer:
         return f"{prefix}_{self.counts[prefix]}"
 
 
-class _SeedSequence:
+class SeedSequence:
     """Hand out one integer seed per random layer: seed, seed + 1, …, or always None.
 
     Each kernel initialiser and each dropout layer gets its own seed, so a seeded network is
@@ -160,7 +160,7 @@ def build_ced(seed=None):
         (None, 160, 160, 1) standardised log10 mass, 2,182,241 parameters.
     """
     names = _LayerNamer()
-    seeds = _SeedSequence(seed)
+    seeds = SeedSequence(seed)
     flux_map = keras.Input(shape=MAP_SHAPE, name=names("input"))
 
     # Encoder: keep each block's first-convolution output and pooled output for the skips.
@@ -228,7 +228,7 @@ def build_cnn(seed=None):
         (None, 2) standardised [distance, age], 517,954 parameters.
     """
     names = _LayerNamer()
-    seeds = _SeedSequence(seed)
+    seeds = SeedSequence(seed)
     flux_map = keras.Input(shape=MAP_SHAPE, name=names("input"))
 
     tensor = flux_map

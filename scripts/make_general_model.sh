@@ -33,12 +33,19 @@ python3 make_mock_clusters.py --preset cb21 --training-clusters 150 --output-dir
     --splits train test
 
 echo "== 2. training (fast architecture, mixed bfloat16; resumes from $runs/fast)"
+# On a new machine the run continues from the checkpoint committed with the model.
+if [ ! -f "$runs/fast/training_state.json" ] && [ -f "$model/training_state/training_state.json" ]; then
+    mkdir -p "$runs/fast" && cp -r "$model/training_state/." "$runs/fast/"
+fi
 python3 train_piDOC.py --networks fast --data-directory data/general data/general_cb21 \
     --output-directory "$model" --runs-directory "$runs" --mixed-precision mixed_bfloat16 \
     --epochs "$epochs" --batch-size 32 --learning-rate 1e-3 --plateau-patience 4 \
     ${training_minutes:+--max-minutes "$training_minutes"}
 cp "$runs/fast/training_log.csv" "$model/training_log.csv"
 cp "$runs/fast/learning_curves.png" "$model/learning_curves.png"
+mkdir -p "$model/training_state"
+cp "$runs/fast/training_state.json" "$runs/fast"/checkpoint_epoch*.keras "$model/training_state/"
+cp -r "$runs/fast/standardization_files" "$model/training_state/"
 
 echo "== 3. calibration (intervals and the domain verdict)"
 python3 make_mock_clusters.py --preset milky-way --test-age-range-gyr 1 14 --output-directory data/general \
