@@ -43,7 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pidoc import fast_network, networks, standardization
-from pidoc.model import FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, PAPER_ARCHITECTURE, write_architecture_record
+from pidoc.model import FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, PAPER_ARCHITECTURE, load_network, write_architecture_record
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 DATA_DIRECTORY = "data"
@@ -389,7 +389,8 @@ def warm_start(model, initial_weights_directory):
     mixed precision the float32 master weights take them. The optimiser's moments stay at zero.
     """
     name = model.name  # "CED" or "CNN" (networks.build_ced / build_cnn)
-    trained = networks.load_trained_network(initial_weights_directory, name)
+    # The same reader, with the same checks, as every driver's (`pidoc.model`).
+    trained = load_network(initial_weights_directory, name)
     model.set_weights(trained.get_weights())
     print(f"{name}: warm start from {initial_weights_directory}")
 

@@ -114,7 +114,8 @@ def results_text(model_directory, runs_directory):
         row = original["mass_decades"][-1] if "mass_decades" in original else None
         if row is not None:
             text += ["```", tabulate([[row["label"], row["number_of_maps"]] + [format_score(row[score]) for score in SCORES]],
-                                     headers=("maps",) + HEADERS), "```", ""]
+                                     headers=("",) + HEADERS), "```", "",
+                     "(bins widened to the general range; CB21's own bins are in evaluation_original_test_maps.txt)", ""]
     text += ["## Beside earlier figures", "", "```",
              tabulate([[name] + [format_score(values[score]) for score in SCORES] for name, values in COMPARISON.items()],
                       headers=("model",) + HEADERS[1:]), "```", ""]
