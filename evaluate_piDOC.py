@@ -41,7 +41,7 @@ from tabulate import tabulate
 
 import functions
 from pidoc.calibration import coverage, domain, uncertainty
-from pidoc.io import check_flux_maps, save_figure, save_json, save_text
+from pidoc.io import save_figure, save_json, save_text
 from pidoc.model import open_model
 from pidoc.quantities import positive_log10
 from pidoc.splits import load_cluster_ids, load_present_log_mass, load_split, predict_split

@@ -27,7 +27,7 @@ import h5py
 import keras
 import numpy as np
 
-from pidoc.frame import MAP_PIXELS, MAP_SHAPE
+from pidoc.frame import MAP_SHAPE
 
 # --- Input and output shapes (paper-CB21.md §2) --------------------------------------------------
 NETWORK_NAMES = ("CED", "CNN")

@@ -30,7 +30,6 @@ import functions  # noqa: E402
 import make_mock_clusters  # noqa: E402
 from pidoc.mocks import clusters as mock_clusters  # noqa: E402
 from pidoc.mocks import stellar_evolution  # noqa: E402
-from pidoc.calibration import uncertainty  # noqa: E402
 from pidoc.model import open_model  # noqa: E402
 from pidoc import io as pidoc_io  # noqa: E402
 

@@ -33,7 +33,6 @@ from scipy.spatial.transform import Rotation
 PROJECT_DIRECTORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_DIRECTORY))
 
-import functions  # noqa: E402
 from pidoc.mocks import clusters as mock_clusters  # noqa: E402
 from pidoc import observations  # noqa: E402
 from pidoc.mocks import stellar_evolution  # noqa: E402

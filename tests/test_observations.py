@@ -11,7 +11,6 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
-import functions
 from pidoc import observations
 from pidoc.frame import MAP_PIXELS
 from pidoc.model import open_model
