@@ -14,7 +14,7 @@ command. Method and guarantees: docs/uncertainty.md.
 
 Several calibration splits, one per nuisance family (`make_mock_clusters.py --nuisance FAMILY`, each
 with its boundary split beside it), calibrate on their union: `python3 calibrate_piDOC.py
-data/nuisance/*/calibration`. Each folder's cluster ids are kept apart (`pidoc.calibration.mixture`).
+data/nuisance/cb21/*/calibration`. Each folder's cluster ids are kept apart (`pidoc.calibration.mixture`).
 
 Usage:
     python3 calibrate_piDOC.py SPLIT_DIRECTORY [SPLIT_DIRECTORY ...] [--trained-directory trained_piDOC]
