@@ -14,6 +14,7 @@ calibration on a mixture of families with one left out.
 import csv
 import functools
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -162,17 +163,18 @@ PRESET_FLAGS = {"cb21": ["--preset", "cb21", "--stars", "2000", "--age-range-gyr
                 "milky-way": ["--preset", "milky-way", "--stars-range", "2000", "4000", "--age-range-gyr", "0.05", "0.3",
                               "--test-age-range-gyr", "0.05", "0.3"]}
 # SHA-256 of the files of those runs, made with the code before the nuisance families existed
-# (commit c18a839); settings.json without its output_directory, which names the test's folder.
+# (commit c18a839); settings.json without its output_directory, which names the test's folder, and
+# metadata.csv at 6 significant digits (made with c18a839 on the machine the CI runs on).
 PRESET_DIGESTS = {
     "cb21": {
         "boundary/distance_age.npy": "706b14a269dae4aa3cbc603e3183de17baa9862cd8b2a3297def52ec3527ce63",
         "boundary/luminosity_V.npy": "745210b8d83f703f98f59ab867404227722d60109537b20a3bda40e8b2966baa",
         "boundary/mass.npy": "b935df679866370d243bf4620c9a3a6d2f05cfaf5e807802204ac9a0c2af3204",
-        "boundary/metadata.csv": "88a4a9e18c327feb4007273e1440fd65aec65ffef1134d6a929eebca6cf65690",
+        "boundary/metadata.csv": "603d85361ff94e2ce5f25dfdb7aa8815188d2737374d5b9fb792b9de9b5388a5",
         "calibration/distance_age.npy": "9f5d01be00ab6dd8810686cfd762404246c65934d9d929d033c1070fb54fcd58",
         "calibration/luminosity_V.npy": "008d400ad70a71e3d1f6d1ee753d4842951c4dbfed52076681db5f9a5f4c766f",
         "calibration/mass.npy": "6e7ee7e1e8df5dbfc0cd678214a968e15f91a77be149de01f39ffaa87231a818",
-        "calibration/metadata.csv": "594e8b162986af244238b1ee281999863de9338c6890e78217123dd602f20456",
+        "calibration/metadata.csv": "33f250ba3ae699f6aae1df3e417273c25b6f92687754c10538ff1634e9609800",
         "settings.json": "4447144a9e6f480f43cdc6ec99432ba21eb8c95b8f96b86b5ce6f03b92d14f8f",
         "standardization_files/mean_distance_age_train.npy": "354402baf56bc9c697838893cb412c06d1ee59a451e4c1291ddd219fc185a5ab",
         "standardization_files/meanluminosityVtrain.npy": "1525aad04d5d915fecb2a15bade36a3402b474018867db4defe6018b0010098d",
@@ -183,21 +185,21 @@ PRESET_DIGESTS = {
         "test/distance_age.npy": "94142a89c15f4e80afdf1275801c90ff7efaa3966987d5507b87a1493820f0ad",
         "test/luminosity_V.npy": "801e9f63786d73847bfece43c78cacd7e3a9b1cc557cf96ab17a02258c0265b5",
         "test/mass.npy": "d7c5dae967d150a53c1219bc7c4d95399161e716d76e048e5811d44b6db5af12",
-        "test/metadata.csv": "b23f1b802e18c359ce6b3a929a4ff3e11b9db847c723c941ca06f69c5b35d748",
+        "test/metadata.csv": "fdcfd3e10f9c0605330be4dd0762c6b3115b3b21fe483b9ee4a64fbc685c602f",
         "train/distance_age.npy": "43bb608e53fc602eb37e58f4004b1ec73b7ae51bf9f4fce398d6a5979e3fb510",
         "train/luminosity_V.npy": "2d6734ff585468625d303e1f06882e8b9a0f42d0f07428cb70ef9cfb375f585d",
         "train/mass.npy": "9f9c253359ec423a15b5b45f693fb8e2f792f2bb314c9fa3e23092d9af543357",
-        "train/metadata.csv": "7547c0cd3afcf68385f6d471faf953e106bf1ac0e39458d044660fcae9380420",
+        "train/metadata.csv": "09a9b5a5b7f234fc088066f8089e9ce83b47389c22e841c61babeece5df2d323",
     },
     "milky-way": {
         "boundary/distance_age.npy": "e976863f84755511a48ffa2179edcd984de8bee020c5b6ece146b27e9fdaddb4",
         "boundary/luminosity_V.npy": "838df40e3afcb25983967786455a6794be9702f842a6fe9548155e42d85cddab",
         "boundary/mass.npy": "a8a25b2a0f542ff804822912b1567d5a27170793f2d7f7bf0be3026ba9847928",
-        "boundary/metadata.csv": "ff9d1f8af9010705c2966db34c42a377dbe4c827b345f786308b0673f4239ef9",
+        "boundary/metadata.csv": "9ff079710840760a87ad8f39704c2f507f3a059b9cc6a80c564e879852e99183",
         "calibration/distance_age.npy": "95da7cafcd55fa8a2a66811b355732b24cf1524b33ea0cfce9a87430c533576f",
         "calibration/luminosity_V.npy": "3f989b7dec1ab250f1dfa140cc7eebd426ee2859b7035322a06d2d10c768fc7d",
         "calibration/mass.npy": "bb7881b65b64747d9f13398c0d964917acd96f5dd16758c872e5556ce3ae2cae",
-        "calibration/metadata.csv": "fa14699593efc80436a55c29c9b479b3563155ba8fa25ea1d463b10aa3f331bd",
+        "calibration/metadata.csv": "f3c2f3c8cc1dd909d4f50dcb1057c71cf98d42539361c6633f9c1569ac7717e9",
         "settings.json": "1d1ba435a772e3c0b367883e769c9240bbe210768d45d955fa3a375eb1e02ed5",
         "standardization_files/mean_distance_age_train.npy": "4b9ec06a287fc494a82e9a806cdd8f58fe475184ba60f6b6ef0b52f98e10f073",
         "standardization_files/meanluminosityVtrain.npy": "f543621298b28812da6a8c77396e9d21349b9ff56e34442ab3f0bd7324aa67f8",
@@ -208,17 +210,38 @@ PRESET_DIGESTS = {
         "test/distance_age.npy": "f5b83f17192b6958dd82745cea3dfd51f09990b43818436417c2b63ee8e14351",
         "test/luminosity_V.npy": "69b07aa2585359d6b7dd4721f5c0d584128821fe72bff014ec4004c568b85752",
         "test/mass.npy": "6e897b152e338cc42e9f1306fcbbfc41ed7edd388997054297ec4bbfcf1eb504",
-        "test/metadata.csv": "412e6b3aef13da2e70970bb435ee47342781163ba3dff79ddbcb27270f0696bc",
+        "test/metadata.csv": "82ff3441396bd11a9fd61b773bc7dd6ad1fe5776458e90dc3216abd9cf88a7c3",
         "train/distance_age.npy": "35f66a8cab590e1a1e88826a0dcfc8b06683e2c8843fc837cc9c75358a0e837a",
         "train/luminosity_V.npy": "b21d38cfc6087b023678bbe22274f715de8ce6faa876ac7079ce8cd23d6d360e",
         "train/mass.npy": "ad61f38df5594b51e080179cef97f70d6026dd7ce43b0c116b4b7a7aae39bdc2",
-        "train/metadata.csv": "c1d37782c3dd6730e6d7ff489df5fe85b2d4e116f8501c47b8572dbe83392da8",
+        "train/metadata.csv": "8606a7e56713118a117d32ecf9a59c1ab9dfaee0ff0dcd9312472a7a6a33c204",
     },
 }
 
 
+def metadata_at_six_digits(content):
+    """A metadata CSV with every decimal number written to 6 significant digits.
+
+    The same code on two machines (an AMD EPYC and an Intel Xeon) wrote float64 metadata that
+    differed in the last bits, as floating-point sums taken in another order do, while every
+    float32 map came out byte for byte the same. Six digits keep each physical value and leave that
+    noise a wide margin. Integers (seeds, ids) and words are kept as written.
+    """
+    def cell(text):
+        if any(character in text for character in ".eE"):
+            try:
+                return f"{float(text):.6g}"
+            except ValueError:
+                return text
+        return text
+
+    rows = csv.reader(io.StringIO(content.decode()))
+    return "\n".join(",".join(cell(text) for text in row) for row in rows).encode()
+
+
 def data_set_digests(directory):
-    """SHA-256 of every file of a data set but its progress records; settings.json without output_directory."""
+    """SHA-256 of every file of a data set but its progress records; settings.json without output_directory,
+    metadata.csv at 6 significant digits."""
     digests = {}
     for path in sorted(Path(directory).rglob("*")):
         if not path.is_file() or "progress" in path.parts:
@@ -228,6 +251,8 @@ def data_set_digests(directory):
             settings = json.loads(content)
             settings.pop("output_directory")
             content = json.dumps(settings, indent=1).encode()
+        if path.name == "metadata.csv":
+            content = metadata_at_six_digits(content)
         digests[str(path.relative_to(directory))] = hashlib.sha256(content).hexdigest()
     return digests
 
