@@ -43,7 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pidoc import fast_network, networks, standardization
-from pidoc.model import FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, PAPER_ARCHITECTURE, load_network, write_architecture_record
+from pidoc.model import FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, PAPER_ARCHITECTURE, load_network, open_model, write_architecture_record
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 DATA_DIRECTORY = "data"
@@ -75,6 +75,12 @@ TARGETS = {"ced": (MASS_TARGET,), "cnn": (DISTANCE_AGE_TARGET,), "fast": (MASS_T
 # The fast network's loss: the two mean squared errors of the standardised targets, summed with these
 # weights. Both targets are standardised, so equal weights give each the same say.
 FAST_LOSS_WEIGHTS = {"mass": 1.0, "distance_age": 1.0}
+# Weight of the age column in the distance-age loss, relative to the distance column. Distance and age
+# share one scalar standardisation (CB21 §3; mean 29.63, std 32.40 in the original), so an age error
+# of 1 Gyr costs as much as a distance error of 1 kpc: at this project's targets (1 Gyr, 8 % of a
+# 10–80 kpc distance, ≈ 3.8 kpc) the age term is ≈ 14× smaller than the distance term's. A weight
+# above 1 gives the age back its say; 1 is the original loss, an unweighted mean squared error.
+AGE_LOSS_WEIGHT = 1.0
 # A split is read into RAM when it needs less than this fraction of the machine's physical memory;
 # larger ones are memory-mapped and read batch by batch.
 IN_MEMORY_FRACTION = 0.5
@@ -103,6 +109,8 @@ def parse_arguments(argv=None):
                         help="start a fresh run from the networks exported here (a warm start)")
     parser.add_argument("--standardization-directory", default=STANDARDIZATION_DIRECTORY,
                         help="standardisation constants (default <data>/standardization_files); copied beside the exported networks")
+    parser.add_argument("--age-loss-weight", type=float, default=AGE_LOSS_WEIGHT,
+                        help="weight of age against distance in the fast network's distance-age loss (1: plain MSE)")
     parser.add_argument("--finished-clusters-only", action="store_true",
                         help="train on the finished clusters of a training split still being generated")
     start = parser.add_mutually_exclusive_group()
@@ -110,7 +118,8 @@ def parse_arguments(argv=None):
     start.add_argument("--restart", action="store_true", help="ignore any saved state and start from scratch")
     settings = parser.parse_args(argv)
     positive = {"--epochs": settings.epochs, "--batch-size": settings.batch_size, "--learning-rate": settings.learning_rate,
-                "--plateau-patience": settings.plateau_patience, "--max-training-maps": settings.max_training_maps}
+                "--plateau-patience": settings.plateau_patience, "--max-training-maps": settings.max_training_maps,
+                "--age-loss-weight": settings.age_loss_weight}
     for flag, value in positive.items():
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
@@ -293,12 +302,32 @@ def build_network(network, seed=None):
     return getattr(networks, f"build_{network}")(seed=seed)
 
 
-def build_compiled_network(network, learning_rate, seed):
-    """Build a network and compile it with Adam and the MSE loss, the optimiser's state created."""
+def distance_age_loss(age_loss_weight):
+    """The loss of the standardised [distance, age] output: a mean squared error, its age column weighted.
+
+    Returns Keras's own "mean_squared_error" for a weight of 1, so the original loss stays the original.
+    """
+    if age_loss_weight == 1.0:
+        return "mean_squared_error"
+    column_weights = keras.ops.convert_to_tensor([1.0, float(age_loss_weight)], dtype="float32")
+
+    def weighted_mean_squared_error(true, predicted):
+        error = keras.ops.cast(predicted, "float32") - keras.ops.cast(true, "float32")
+        return keras.ops.mean(column_weights * keras.ops.square(error), axis=-1)
+
+    return weighted_mean_squared_error
+
+
+def build_compiled_network(network, learning_rate, seed, age_loss_weight=AGE_LOSS_WEIGHT):
+    """Build a network and compile it with Adam and the MSE loss, the optimiser's state created.
+
+    `age_loss_weight` weighs the age column of the fast network's distance-age loss (see AGE_LOSS_WEIGHT).
+    """
     model = build_network(network, seed=seed)
     if network == "fast":
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss={name: "mean_squared_error" for name in FAST_LOSS_WEIGHTS}, loss_weights=FAST_LOSS_WEIGHTS)
+                      loss={"mass": "mean_squared_error", "distance_age": distance_age_loss(age_loss_weight)},
+                      loss_weights=FAST_LOSS_WEIGHTS)
     else:
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
     # Building the optimiser's variables now lets `load_weights` restore its moments on resume.
@@ -388,9 +417,12 @@ def warm_start(model, initial_weights_directory):
     The architectures are the same (`pidoc/networks.py`), so the weights copy variable for variable; under
     mixed precision the float32 master weights take them. The optimiser's moments stay at zero.
     """
-    name = model.name  # "CED" or "CNN" (networks.build_ced / build_cnn)
-    # The same reader, with the same checks, as every driver's (`pidoc.model`).
-    trained = load_network(initial_weights_directory, name)
+    name = model.name  # "CED", "CNN" (networks.build_ced / build_cnn) or "fast_network"
+    # The same readers, with the same checks, as every driver's (`pidoc.model`).
+    if name == "fast_network":  # pidoc/fast_network.py names its model so
+        trained = open_model(initial_weights_directory).networks["fast"]
+    else:
+        trained = load_network(initial_weights_directory, name)
     model.set_weights(trained.get_weights())
     print(f"{name}: warm start from {initial_weights_directory}")
 
@@ -416,6 +448,13 @@ def resume_or_start(model, generator, run_directory, settings):
         return {"network": model.name, "epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "plateau_counter": 0,
                 "learning_rate": settings.learning_rate, "elapsed_seconds": 0.0}, []
     state = json.loads(state_path.read_text())
+    # The loss defines the validation loss that picks the best epoch and the plateaus, so a run cannot
+    # change it half way; a new weight is a new run, started from this one's networks.
+    saved_age_loss_weight = state["settings"].get("age_loss_weight", 1.0)
+    if saved_age_loss_weight != settings.age_loss_weight:
+        raise ValueError(f"{state_path} was trained with --age-loss-weight {saved_age_loss_weight}, not "
+                         f"{settings.age_loss_weight}; to change the loss, start a new run (another "
+                         f"--runs-directory) with --initial-weights-directory")
     model.load_weights(run_directory / state["checkpoint"])
     model.optimizer.learning_rate = state["learning_rate"]
     generator.bit_generator.state = state["generator_state"]
@@ -504,7 +543,8 @@ def train_network(network, settings, started=None):
     validation_arrays = load_split(data_directories[0] / "validation", network)
     validation = MapBatches(validation_arrays[0], validation_arrays[1:], constants, network, settings.batch_size)
 
-    model = build_compiled_network(network, settings.learning_rate, settings.seed)
+    model = build_compiled_network(network, settings.learning_rate, settings.seed,
+                                   settings.age_loss_weight if network == "fast" else 1.0)
     state, log_rows = resume_or_start(model, generator, run_directory, settings)
     run_directory.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", newline="") as log_file:

@@ -92,3 +92,25 @@ def test_an_unfinished_training_split_is_refused_unless_its_finished_clusters_ar
     complete_flux = np.load(data_directory / "train" / "luminosity_V.npy")
     assert len(flux) == maps_per_cluster
     np.testing.assert_array_equal(flux, complete_flux[maps_per_cluster:2 * maps_per_cluster])
+
+
+def test_the_age_weight_scales_the_age_column_of_the_distance_age_loss():
+    assert train_piDOC.distance_age_loss(1.0) == "mean_squared_error"
+    loss = train_piDOC.distance_age_loss(4.0)
+    errors = np.array([[1.0, 1.0], [0.0, 2.0]], dtype="float32")
+    # Row 1: (1 + 4·1) / 2; row 2: (0 + 4·4) / 2.
+    found = np.asarray(loss(np.zeros_like(errors), errors))
+    np.testing.assert_allclose(found, [2.5, 8.0])
+
+
+def test_a_run_cannot_change_its_age_weight_half_way(data_directory, tmp_path):
+    with pytest.raises(ValueError, match="--age-loss-weight must be positive"):
+        training_settings(data_directory, tmp_path, "fast", 1, 4, "--age-loss-weight", "0")
+    train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 1, 4))
+    with pytest.raises(ValueError, match=r"training_state.json was trained with --age-loss-weight 1.0, not 4.0"):
+        train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 2, 4, "--age-loss-weight", "4"))
+    # A new run from the first one's networks may use another weight.
+    _, state = train_piDOC.train_network("fast", training_settings(
+        data_directory, tmp_path / "weighted", "fast", 1, 4, "--age-loss-weight", "4",
+        "--initial-weights-directory", str(tmp_path / "trained")))
+    assert state["epoch"] == 1 and np.isfinite(state["best_val_loss"]) and state["settings"]["age_loss_weight"] == 4.0
