@@ -78,8 +78,9 @@ FAST_LOSS_WEIGHTS = {"mass": 1.0, "distance_age": 1.0}
 # Weight of the age column in the distance-age loss, relative to the distance column. Distance and age
 # share one scalar standardisation (CB21 §3; mean 29.63, std 32.40 in the original), so an age error
 # of 1 Gyr costs as much as a distance error of 1 kpc: at this project's targets (1 Gyr, 8 % of a
-# 10–80 kpc distance, ≈ 3.8 kpc) the age term is ≈ 14× smaller than the distance term's. A weight
-# above 1 gives the age back its say; 1 is the original loss, an unweighted mean squared error.
+# 10–80 kpc distance, ≈ 3.8 kpc) the age term is ≈ 3.8² ≈ 14× smaller than the distance term. A
+# weight above 1 gives the age back its say; 1 is the original loss, an unweighted mean squared error.
+# It applies to both networks with a distance-age output, the CNN and the fast network.
 AGE_LOSS_WEIGHT = 1.0
 # A split is read into RAM when it needs less than this fraction of the machine's physical memory;
 # larger ones are memory-mapped and read batch by batch.
@@ -110,7 +111,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--standardization-directory", default=STANDARDIZATION_DIRECTORY,
                         help="standardisation constants (default <data>/standardization_files); copied beside the exported networks")
     parser.add_argument("--age-loss-weight", type=float, default=AGE_LOSS_WEIGHT,
-                        help="weight of age against distance in the fast network's distance-age loss (1: plain MSE)")
+                        help="weight of age against distance in the distance-age loss of the CNN and the fast network (1: plain MSE)")
     parser.add_argument("--finished-clusters-only", action="store_true",
                         help="train on the finished clusters of a training split still being generated")
     start = parser.add_mutually_exclusive_group()
@@ -321,7 +322,7 @@ def distance_age_loss(age_loss_weight):
 def build_compiled_network(network, learning_rate, seed, age_loss_weight=AGE_LOSS_WEIGHT):
     """Build a network and compile it with Adam and the MSE loss, the optimiser's state created.
 
-    `age_loss_weight` weighs the age column of the fast network's distance-age loss (see AGE_LOSS_WEIGHT).
+    `age_loss_weight` weighs the age column of the distance-age loss (see AGE_LOSS_WEIGHT); the CED has none.
     """
     model = build_network(network, seed=seed)
     if network == "fast":
@@ -329,7 +330,8 @@ def build_compiled_network(network, learning_rate, seed, age_loss_weight=AGE_LOS
                       loss={"mass": "mean_squared_error", "distance_age": distance_age_loss(age_loss_weight)},
                       loss_weights=FAST_LOSS_WEIGHTS)
     else:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
+        loss = distance_age_loss(age_loss_weight) if network == "cnn" else "mean_squared_error"
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     # Building the optimiser's variables now lets `load_weights` restore its moments on resume.
     model.optimizer.build(model.trainable_variables)
     return model
@@ -451,7 +453,7 @@ def resume_or_start(model, generator, run_directory, settings):
     # The loss defines the validation loss that picks the best epoch and the plateaus, so a run cannot
     # change it half way; a new weight is a new run, started from this one's networks.
     saved_age_loss_weight = state["settings"].get("age_loss_weight", 1.0)
-    if saved_age_loss_weight != settings.age_loss_weight:
+    if model.name != "CED" and saved_age_loss_weight != settings.age_loss_weight:
         raise ValueError(f"{state_path} was trained with --age-loss-weight {saved_age_loss_weight}, not "
                          f"{settings.age_loss_weight}; to change the loss, start a new run (another "
                          f"--runs-directory) with --initial-weights-directory")
@@ -543,8 +545,7 @@ def train_network(network, settings, started=None):
     validation_arrays = load_split(data_directories[0] / "validation", network)
     validation = MapBatches(validation_arrays[0], validation_arrays[1:], constants, network, settings.batch_size)
 
-    model = build_compiled_network(network, settings.learning_rate, settings.seed,
-                                   settings.age_loss_weight if network == "fast" else 1.0)
+    model = build_compiled_network(network, settings.learning_rate, settings.seed, settings.age_loss_weight)
     state, log_rows = resume_or_start(model, generator, run_directory, settings)
     run_directory.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", newline="") as log_file:
