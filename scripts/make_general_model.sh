@@ -36,6 +36,8 @@ echo "== 2. training (fast architecture, mixed bfloat16; resumes from $runs/fast
 # On a new machine the run continues from the checkpoint committed with the model.
 if [ ! -f "$runs/fast/training_state.json" ] && [ -f "$model/training_state/training_state.json" ]; then
     mkdir -p "$runs/fast" && cp -r "$model/training_state/." "$runs/fast/"
+    # The run appends to its log, so the epochs already trained keep their rows in the model's copy.
+    cp "$model/training_log.csv" "$runs/fast/training_log.csv"
 fi
 python3 train_piDOC.py --networks fast --data-directory data/general data/general_cb21 \
     --output-directory "$model" --runs-directory "$runs" --mixed-precision mixed_bfloat16 \
