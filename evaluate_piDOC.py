@@ -50,6 +50,8 @@ PROJECT_DIRECTORY = Path(__file__).resolve().parent
 DEFAULT_TRAINED_DIRECTORY = PROJECT_DIRECTORY / "trained_piDOC"
 DEFAULT_STANDARDIZATION_DIRECTORY = PROJECT_DIRECTORY / "input_files" / functions.STANDARDIZATION_SUBDIRECTORY
 DEFAULT_OUTPUT_PARENT = PROJECT_DIRECTORY / "runs" / "evaluation"
+# The out-of-domain families' maps are made once per seed and kept here (generated data, not in git).
+DEFAULT_OUT_OF_DOMAIN_CACHE = PROJECT_DIRECTORY / "data" / "out_of_domain"
 # The per-distance table is printed when the split has CB21's few discrete test distances; training
 # and validation splits with continuous distances would give one row per map.
 MAXIMUM_DISTANCE_ROWS = 12
@@ -108,8 +110,11 @@ def evaluate(split_directory, model):
     return statistics
 
 
-def evaluate_out_of_domain(model, clusters_per_family, seed=OUT_OF_DOMAIN_SEED):
-    """Make each out-of-domain family (pidoc/mocks/out_of_domain.py) now, predict it, and count the maps flagged `outside`.
+def evaluate_out_of_domain(model, clusters_per_family, seed=OUT_OF_DOMAIN_SEED, cache_directory=DEFAULT_OUT_OF_DOMAIN_CACHE):
+    """Make each out-of-domain family (pidoc/mocks/out_of_domain.py), predict it, and count the maps flagged `outside`.
+
+    The families' clusters are kept in `cache_directory` (None: made afresh and not kept), so a second
+    evaluation, of another model or with more clusters, makes only the clusters it lacks.
 
     Returns
     -------
@@ -125,8 +130,8 @@ def evaluate_out_of_domain(model, clusters_per_family, seed=OUT_OF_DOMAIN_SEED):
     for family in out_of_domain.FAMILIES:
         # Extended clusters are only observed at 15 kpc, so each gets four ages to make as many maps.
         snapshots = 4 if family == "extended" else 1
-        log_flux_maps, clusters, true_distance_age = out_of_domain.make_family(family, clusters_per_family, seed,
-                                                                               snapshots_per_cluster=snapshots)
+        log_flux_maps, clusters, true_distance_age = out_of_domain.make_family(
+            family, clusters_per_family, seed, snapshots_per_cluster=snapshots, cache_directory=cache_directory, progress=True)
         predicted_log_mass_maps, predicted_distance_age, _ = model.predict(log_flux_maps)
         verdicts = domain.verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
         # What a missed flag costs: how often the 95 % intervals of the maps left `inside` still
@@ -306,6 +311,8 @@ def main(arguments=None):
     parser.add_argument("--out-of-domain-clusters", type=int, default=0,
                         help="also make this many clusters of each out-of-domain family and report the domain verdict on them")
     parser.add_argument("--out-of-domain-seed", type=int, default=OUT_OF_DOMAIN_SEED)
+    parser.add_argument("--out-of-domain-cache", type=Path, default=DEFAULT_OUT_OF_DOMAIN_CACHE,
+                        help="folder that keeps the out-of-domain clusters once made (default data/out_of_domain)")
     options = parser.parse_args(arguments)
     if options.leave_one_family_out is not None:
         return main_leave_one_family_out(options)
@@ -317,7 +324,8 @@ def main(arguments=None):
     statistics = evaluate(options.split_directory, model)
     text = f"π-DOC on {options.split_directory} ({statistics['number_of_maps']} maps)\n\n" + summary_table(statistics)
     if options.out_of_domain_clusters > 0:
-        statistics["out_of_domain"] = evaluate_out_of_domain(model, options.out_of_domain_clusters, options.out_of_domain_seed)
+        statistics["out_of_domain"] = evaluate_out_of_domain(model, options.out_of_domain_clusters, options.out_of_domain_seed,
+                                                           options.out_of_domain_cache)
         text += "\n" + out_of_domain_text(statistics["out_of_domain"])
     print(text)
     output_directory.mkdir(parents=True, exist_ok=True)

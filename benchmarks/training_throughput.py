@@ -30,7 +30,10 @@ training GFLOP/s as a fraction of the bfloat16 conv rate measured in the same pr
 rate of the run's own precision. The machine's 2 cores are shared with other work: compare ratios
 measured in one run, and read the "busy cores" column (CPU seconds per wall second of the timed
 steps; below about 1.8 means another process took CPU time) and the maps per CPU second, which
-contention affects much less.
+contention affects much less. The last column, "steal", is the share of the machine's CPU time that
+the hypervisor gave to other virtual machines during the timed steps (/proc/stat): the same code ran
+at 161 training maps/s on one machine and 77–100 on another with 10–55 % steal, while its fraction of
+the same process's conv rate stayed at 94–96 %.
 """
 import argparse
 import json
@@ -92,6 +95,29 @@ def reference_rates():
     return rates
 
 
+def cpu_counters():
+    """Jiffies of all CPUs from /proc/stat as (steal, total), or None where there is no /proc/stat.
+
+    On a virtual machine the hypervisor can give a core's time to another guest ("steal"). On this
+    project's 2-core machine steal was 9-55 % of the time during training (vmstat, 2026-12-03), which
+    slows every rate here by as much, so the table prints it beside them.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    values = [int(field) for field in fields]
+    # user nice system idle iowait irq softirq steal (guest time is already counted in user).
+    return values[7] if len(values) > 7 else 0, sum(values[:8])
+
+
+def steal_fraction(start, end):
+    """Fraction of CPU time taken by the hypervisor between two `cpu_counters` readings (nan if unknown)."""
+    if start is None or end is None or end[1] == start[1]:
+        return float("nan")
+    return (end[0] - start[0]) / (end[1] - start[1])
+
+
 def _import_trainer():
     """The trainer module, imported only in the child process (it imports Keras and sets nothing global)."""
     import train_piDOC
@@ -125,7 +151,7 @@ def measure_one(architecture, policy, batch_size, timed_steps):
     step_start = time.perf_counter()
     for step, (inputs, targets) in enumerate(batches):
         if step == WARM_UP_STEPS:
-            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            cpu_start, wall_start, counters_start = time.process_time(), time.perf_counter(), cpu_counters()
             step_start = wall_start
         model.train_on_batch(inputs, targets)
         now = time.perf_counter()
@@ -133,6 +159,7 @@ def measure_one(architecture, policy, batch_size, timed_steps):
             step_seconds.append(now - step_start)
         step_start = now
     busy_cores = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
+    steal = steal_fraction(counters_start, cpu_counters())
 
     infer = tf.function(lambda images: model(images, training=False))
     inference_maps = tf.constant(flux[:INFERENCE_BATCHES * batch_size])
@@ -145,7 +172,7 @@ def measure_one(architecture, policy, batch_size, timed_steps):
             tf.nest.map_structure(lambda tensor: tensor.numpy(), infer(images))
         best = min(best, time.perf_counter() - start)
 
-    result = {"seconds_per_step": float(np.median(step_seconds)), "busy_cores": busy_cores,
+    result = {"seconds_per_step": float(np.median(step_seconds)), "busy_cores": busy_cores, "steal": steal,
               "forward_gflop": fast_network.forward_gflop_per_map(model), "inference_maps_per_second": len(inference_maps) / best}
     if architecture == "fast" and policy == "mixed_bfloat16":
         keras.config.set_dtype_policy("float32")
@@ -180,7 +207,7 @@ def main(argv=None):
     print("(the CPU-second ratio is the one that contention from other processes changes least)\n")
     print(f"{'network':8}{'policy':16}{'fwd GFLOP':>10}{'train maps/s':>13}{'train GFLOP/s':>14}{'of bf16 conv':>14}"
           f"{'of own conv':>12}{'infer maps/s':>13}{'busy cores':>11}{'maps/CPU-s':>11}"
-          f"{'conv bf16/fp32':>16}{'matmul bf16/fp32':>18}{'bf16 Δmass dex':>15}")
+          f"{'conv bf16/fp32':>16}{'matmul bf16/fp32':>18}{'bf16 Δmass dex':>15}{'steal':>7}")
     for architecture in settings.architectures:
         for policy in settings.policies:
             command = [sys.executable, __file__, "--child", architecture, policy,
@@ -204,7 +231,7 @@ def main(argv=None):
                   f"{maps_per_second / result['busy_cores']:11.1f}"
                   f"{result['conv_bfloat16']:9.0f}/{result['conv_float32']:<6.0f}"
                   f"{result['matmul_bfloat16']:11.0f}/{result['matmul_float32']:<6.0f}"
-                  f"{'-' if difference is None else f'{difference:.4f}':>15}")
+                  f"{'-' if difference is None else f'{difference:.4f}':>15}{result['steal']:7.0%}")
 
 
 if __name__ == "__main__":

@@ -153,6 +153,21 @@ def test_starless_and_flat_maps_are_outside(committed_calibration, family, expec
     assert all(expected_words in reason for _, reason in verdicts), verdicts
 
 
+def test_out_of_domain_cache_gives_the_same_maps_and_grows_without_remaking(tmp_path):
+    # Smooth models need no stellar tables, so the test is quick; the cache is the same for every family.
+    fresh, fresh_clusters, fresh_labels = out_of_domain.make_family("smooth", 3, seed=5)
+    cached, cached_clusters, cached_labels = out_of_domain.make_family("smooth", 2, seed=5, cache_directory=tmp_path)
+    files = sorted((tmp_path / "seed5" / "smooth").glob("*.npz"))
+    assert len(files) == 2 and not list(tmp_path.rglob("*.tmp*"))
+    first_written = [path.stat().st_mtime_ns for path in files]
+    grown, grown_clusters, grown_labels = out_of_domain.make_family("smooth", 3, seed=5, cache_directory=tmp_path)
+    assert [path.stat().st_mtime_ns for path in files] == first_written      # read back, not remade
+    assert np.array_equal(grown, fresh) and np.array_equal(cached, fresh[:len(cached)])
+    assert np.array_equal(grown_clusters, fresh_clusters) and np.array_equal(grown_labels, fresh_labels, equal_nan=True)
+    with pytest.raises(ValueError, match="default stellar tables"):
+        out_of_domain.make_family("extended", 1, seed=5, initial_stars=1000, cache_directory=tmp_path)
+
+
 def test_a_tiny_extended_cluster_at_15_kpc_is_outside(committed_calibration):
     def coarse_tables(metallicity_feh):
         return stellar_evolution.load_stellar_table(metallicity_feh, **stellar_evolution.COARSE_GRID)

@@ -14,9 +14,13 @@ below breaks one of those assumptions, the way real inputs did when π-DOC was t
 
 Every draw comes from a generator seeded by (seed, family, index).
 """
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
+from tqdm import tqdm
 
+from pidoc.io import replace_atomically
 from pidoc.mocks import clusters as mock_clusters
 from pidoc.mocks import stellar_evolution
 
@@ -81,8 +85,36 @@ def star_cluster_maps(family, index, seed, ages_gyr, distances_kpc, stellar_tabl
     return log_flux, distance_age
 
 
+def family_cluster(family, index, seed, snapshots_per_cluster, loader, initial_stars, age_range_gyr):
+    """The maps (K, 160, 160, 1) and true [distance kpc, age Gyr] (K, 2) of cluster `index` of a family."""
+    rng = family_rng(seed, family, index)
+    if family in ("massive", "extended"):
+        ages_gyr = np.random.default_rng([seed, FAMILY_CODES[family], index, 1]).uniform(*age_range_gyr, snapshots_per_cluster)
+        distances_kpc = (EXTENDED_DISTANCE_KPC,) if family == "extended" else TEST_DISTANCES_KPC
+        log_flux, distance_age = star_cluster_maps(family, index, seed, ages_gyr, distances_kpc, loader, initial_stars)
+        return np.asarray(log_flux, dtype=np.float32), np.asarray(distance_age, dtype=np.float64)
+    labels = np.array([(distance_kpc, np.nan) for distance_kpc in TEST_DISTANCES_KPC])
+    if family == "smooth":
+        luminosity_v_lsun = 10.0 ** rng.uniform(*SMOOTH_LOG_LUMINOSITY_LSUN)
+        half_light_radius_pc = rng.uniform(*SMOOTH_HALF_LIGHT_RADIUS_PC)
+        concentration_w0 = rng.uniform(*mock_clusters.Priors().concentration_w0)
+        maps = [smooth_map(luminosity_v_lsun, half_light_radius_pc, concentration_w0, distance_kpc)[..., None]
+                for distance_kpc in TEST_DISTANCES_KPC]
+    else:
+        maps = [np.full((mock_clusters.MAP_PIXELS, mock_clusters.MAP_PIXELS, 1), rng.uniform(*FLAT_LOG_FLUX_RANGE),
+                        dtype=np.float32) for _ in TEST_DISTANCES_KPC]
+    return np.stack(maps).astype(np.float32), labels
+
+
+def cluster_cache_path(cache_directory, family, index, seed, snapshots_per_cluster, age_range_gyr):
+    """Where `make_family` keeps one cluster's maps: every setting that changes them is in the name."""
+    ages = f"{age_range_gyr[0]:g}-{age_range_gyr[1]:g}"
+    return (Path(cache_directory) / f"seed{seed}" / family
+            / f"cluster{index:05d}_snapshots{snapshots_per_cluster}_ages{ages}gyr.npz")
+
+
 def make_family(family, number_of_clusters, seed=2021, snapshots_per_cluster=1, stellar_table_loader=None,
-                initial_stars=None, age_range_gyr=(0.0, 14.0)):
+                initial_stars=None, age_range_gyr=(0.0, 14.0), cache_directory=None, progress=False):
     """Flux maps (M, 160, 160, 1) of one out-of-domain family, the cluster index and the true
     [distance kpc, age Gyr] of each map (age NaN for the star-less "smooth" and "flat" maps).
 
@@ -90,31 +122,39 @@ def make_family(family, number_of_clusters, seed=2021, snapshots_per_cluster=1, 
     (only 15 kpc for "extended"); "smooth" and "flat" make one map per test distance per model.
     `initial_stars` overrides N0 (tests use small clusters); `stellar_table_loader` defaults to
     the cached SSE tables.
+
+    Cluster `index` is drawn from (seed, family, index) alone, so the first n clusters are the same
+    whatever `number_of_clusters` is. With `cache_directory`, each cluster is saved there once made
+    (through a temporary name) and read back on later calls: an evaluation with 100 clusters per
+    family, which takes tens of minutes for the star-cluster families, is made once per seed, can be
+    stopped and resumed, and grows without redoing the clusters it has.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown out-of-domain family {family!r}; choose from {FAMILIES}")
     if number_of_clusters < 1:
         raise ValueError(f"number_of_clusters must be at least 1, got {number_of_clusters}")
+    if cache_directory is not None and (stellar_table_loader is not None or initial_stars is not None):
+        # A cached cluster's name cannot say which tables or N0 made it, so only the defaults are cached.
+        raise ValueError("cache_directory needs the default stellar tables and N0 (stellar_table_loader and "
+                         "initial_stars left at None)")
     loader = stellar_table_loader or (lambda metallicity_feh: stellar_evolution.load_stellar_table(metallicity_feh))
     maps, clusters, labels = [], [], []
-    for index in range(number_of_clusters):
-        rng = family_rng(seed, family, index)
-        if family in ("massive", "extended"):
-            ages_gyr = np.random.default_rng([seed, FAMILY_CODES[family], index, 1]).uniform(*age_range_gyr, snapshots_per_cluster)
-            distances_kpc = (EXTENDED_DISTANCE_KPC,) if family == "extended" else TEST_DISTANCES_KPC
-            log_flux, distance_age = star_cluster_maps(family, index, seed, ages_gyr, distances_kpc, loader, initial_stars)
-            maps.extend(log_flux)
-            labels.extend(distance_age)
-        elif family == "smooth":
-            luminosity_v_lsun = 10.0 ** rng.uniform(*SMOOTH_LOG_LUMINOSITY_LSUN)
-            half_light_radius_pc = rng.uniform(*SMOOTH_HALF_LIGHT_RADIUS_PC)
-            concentration_w0 = rng.uniform(*mock_clusters.Priors().concentration_w0)
-            maps.extend(smooth_map(luminosity_v_lsun, half_light_radius_pc, concentration_w0, distance_kpc)[..., None]
-                        for distance_kpc in TEST_DISTANCES_KPC)
-            labels.extend((distance_kpc, np.nan) for distance_kpc in TEST_DISTANCES_KPC)
+    indices = range(number_of_clusters)
+    if progress:
+        indices = tqdm(indices, desc=f"out-of-domain family {family}", unit="cluster")
+    for index in indices:
+        path = None if cache_directory is None else cluster_cache_path(
+            cache_directory, family, index, seed, snapshots_per_cluster, age_range_gyr)
+        if path is not None and path.is_file():
+            with np.load(path) as cached:
+                log_flux, distance_age = cached["log_flux"], cached["distance_age"]
         else:
-            maps.extend(np.full((mock_clusters.MAP_PIXELS, mock_clusters.MAP_PIXELS, 1), rng.uniform(*FLAT_LOG_FLUX_RANGE),
-                                dtype=np.float32) for _ in TEST_DISTANCES_KPC)
-            labels.extend((distance_kpc, np.nan) for distance_kpc in TEST_DISTANCES_KPC)
-        clusters.extend([index] * (len(maps) - len(clusters)))
+            log_flux, distance_age = family_cluster(family, index, seed, snapshots_per_cluster, loader, initial_stars,
+                                                    age_range_gyr)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                replace_atomically(path, lambda temporary: np.savez(temporary, log_flux=log_flux, distance_age=distance_age))
+        maps.extend(log_flux)
+        labels.extend(distance_age)
+        clusters.extend([index] * len(log_flux))
     return np.stack(maps).astype(np.float32), np.array(clusters), np.asarray(labels, dtype=np.float64)
