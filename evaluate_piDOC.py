@@ -167,7 +167,7 @@ def out_of_domain_text(results):
              " / ".join(f"{entry['inside_maps_held_by_95_percent_interval'][quantity]:.0f}" for quantity in ("distance", "age")),
              "; ".join(f"{reason}: {count}" for reason, count in list(entry["reasons"].items())[:3])]
             for family, entry in results.items() if family != "thresholds"]
-    return ("Domain verdict on out-of-domain families made now (pidoc/mocks/out_of_domain.py); for the maps left inside, the percentage "
+    return ("Domain verdict on out-of-domain families (pidoc/mocks/out_of_domain.py, kept in data/out_of_domain once made); for the maps left inside, the percentage "
             "whose true distance / age lies in the 95 % interval\n"
             + tabulate(rows, headers=["family", "clusters", "maps", "% outside", "inside: D / age held (%)",
                                       "most frequent reasons (maps)"], disable_numparse=True) + "\n")
