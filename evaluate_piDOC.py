@@ -110,11 +110,13 @@ def evaluate(split_directory, model):
     return statistics
 
 
-def evaluate_out_of_domain(model, clusters_per_family, seed=OUT_OF_DOMAIN_SEED, cache_directory=DEFAULT_OUT_OF_DOMAIN_CACHE):
+def evaluate_out_of_domain(model, clusters_per_family, seed=OUT_OF_DOMAIN_SEED, cache_directory=DEFAULT_OUT_OF_DOMAIN_CACHE,
+                           families=None):
     """Make each out-of-domain family (pidoc/mocks/out_of_domain.py), predict it, and count the maps flagged `outside`.
 
     The families' clusters are kept in `cache_directory` (None: made afresh and not kept), so a second
-    evaluation, of another model or with more clusters, makes only the clusters it lacks.
+    evaluation, of another model or with more clusters, makes only the clusters it lacks. `families`
+    (default: all of `out_of_domain.FAMILIES`) selects some of them.
 
     Returns
     -------
@@ -127,7 +129,9 @@ def evaluate_out_of_domain(model, clusters_per_family, seed=OUT_OF_DOMAIN_SEED, 
     edges = calibration["domain"]["distance_edges"]
     results = {"thresholds": {"mahalanobis_squared": calibration["domain"]["threshold"],
                               "nearer_edge_score": edges["sides"]["nearer"]["threshold"] if edges else math.nan}}
-    for family in out_of_domain.FAMILIES:
+    for family in families or out_of_domain.FAMILIES:
+        if family not in out_of_domain.FAMILIES:
+            raise ValueError(f"unknown out-of-domain family {family!r}; choose from {out_of_domain.FAMILIES}")
         # Extended clusters are only observed at 15 kpc, so each gets four ages to make as many maps.
         snapshots = 4 if family == "extended" else 1
         log_flux_maps, clusters, true_distance_age = out_of_domain.make_family(
@@ -313,6 +317,8 @@ def main(arguments=None):
     parser.add_argument("--out-of-domain-seed", type=int, default=OUT_OF_DOMAIN_SEED)
     parser.add_argument("--out-of-domain-cache", type=Path, default=DEFAULT_OUT_OF_DOMAIN_CACHE,
                         help="folder that keeps the out-of-domain clusters once made (default data/out_of_domain)")
+    parser.add_argument("--out-of-domain-families", nargs="+", default=None, metavar="FAMILY",
+                        help="score only these out-of-domain families (default: all)")
     options = parser.parse_args(arguments)
     if options.leave_one_family_out is not None:
         return main_leave_one_family_out(options)
@@ -325,7 +331,7 @@ def main(arguments=None):
     text = f"π-DOC on {options.split_directory} ({statistics['number_of_maps']} maps)\n\n" + summary_table(statistics)
     if options.out_of_domain_clusters > 0:
         statistics["out_of_domain"] = evaluate_out_of_domain(model, options.out_of_domain_clusters, options.out_of_domain_seed,
-                                                           options.out_of_domain_cache)
+                                                           options.out_of_domain_cache, options.out_of_domain_families)
         text += "\n" + out_of_domain_text(statistics["out_of_domain"])
     print(text)
     output_directory.mkdir(parents=True, exist_ok=True)

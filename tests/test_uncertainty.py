@@ -168,6 +168,17 @@ def test_out_of_domain_cache_gives_the_same_maps_and_grows_without_remaking(tmp_
         out_of_domain.make_family("extended", 1, seed=5, initial_stars=1000, cache_directory=tmp_path)
 
 
+def test_evaluate_scores_only_the_families_asked_for_and_refuses_an_unknown_one(tmp_path):
+    import evaluate_piDOC
+    model = open_model(TRAINED_DIRECTORY, INPUT_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY)
+    results = evaluate_piDOC.evaluate_out_of_domain(model, 2, seed=3, cache_directory=tmp_path, families=["flat"])
+    assert set(results) == {"thresholds", "flat"}
+    assert results["flat"]["number_of_clusters"] == 2 and results["flat"]["percent_outside"] == 100.0
+    assert len(list((tmp_path / "seed3" / "flat").glob("*.npz"))) == 2
+    with pytest.raises(ValueError, match="unknown out-of-domain family 'dwarf'"):
+        evaluate_piDOC.evaluate_out_of_domain(model, 1, seed=3, cache_directory=tmp_path, families=["dwarf"])
+
+
 def test_a_tiny_extended_cluster_at_15_kpc_is_outside(committed_calibration):
     def coarse_tables(metallicity_feh):
         return stellar_evolution.load_stellar_table(metallicity_feh, **stellar_evolution.COARSE_GRID)
