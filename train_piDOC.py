@@ -43,7 +43,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pidoc import fast_network, networks, standardization
-from pidoc.model import FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, PAPER_ARCHITECTURE, load_network, open_model, write_architecture_record
+from pidoc.frame import dihedral_transform
+from pidoc.model import DIHEDRAL_AVERAGE_KEY, FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, PAPER_ARCHITECTURE, load_network, open_model, write_architecture_record
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
 DATA_DIRECTORY = "data"
@@ -223,12 +224,6 @@ def load_split(split_directory, network, maximum_maps=None, seed=SEED, finished_
 
 
 # --- 2 and 3. Standardised, augmented batches -------------------------------------------------------
-def dihedral_transform(image, rotations, mirror):
-    """Rotate an (H, W, C) image by 90° `rotations` times, then mirror it left-right if asked."""
-    image = np.rot90(image, rotations, axes=(0, 1))
-    return image[:, ::-1] if mirror else image
-
-
 class MapBatches(keras.utils.PyDataset):
     """Batches of standardised (flux map, target); augmented and shuffled when given a Generator.
 
@@ -381,8 +376,10 @@ def export_network(model, network, output_directory):
     # The record tells `pidoc.model.open_model` which networks the folder holds.
     if network == "fast":
         save_weights_atomically(exported, output_directory / FAST_WEIGHTS_FILE)
+        # The network was trained on one random orientation per map, so the exported folder predicts
+        # with the mean over all eight (pidoc.model.DIHEDRAL_AVERAGE_KEY, measured there).
         write_architecture_record(output_directory, FAST_ARCHITECTURE, weights=FAST_WEIGHTS_FILE,
-                                  parameters=int(exported.count_params()))
+                                  parameters=int(exported.count_params()), **{DIHEDRAL_AVERAGE_KEY: True})
         return
     name = network.upper()
     networks.save_model(exported, output_directory / f"{name}.json", output_directory / f"{name}.weights.h5")

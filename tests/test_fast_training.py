@@ -11,8 +11,8 @@ import pytest
 import functions
 import make_mock_clusters
 import train_piDOC
-from pidoc import standardization
-from pidoc.model import ARCHITECTURE_FILE, FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, open_model
+from pidoc import frame, standardization
+from pidoc.model import ARCHITECTURE_FILE, DIHEDRAL_AVERAGE_KEY, FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, open_model
 from test_training import TINY_DATA_FLAGS, training_settings
 
 
@@ -43,7 +43,8 @@ def test_the_fast_network_trains_exports_and_predicts_by_its_path(data_directory
     # The folder carries the constants it was trained with, so its path alone is enough.
     assert (trained / "standardization_files").is_dir()
     model = open_model(trained)
-    assert model.architecture == FAST_ARCHITECTURE and list(model.fingerprint) == [FAST_WEIGHTS_FILE]
+    assert model.architecture == FAST_ARCHITECTURE and model.dihedral_average
+    assert list(model.fingerprint) == [FAST_WEIGHTS_FILE, "prediction"]
     log_flux = np.load(data_directory / "validation" / "luminosity_V.npy")[:3]
     predicted_mass, predicted_distance_age = functions.make_predictions(trained, data_directory, tmp_path / "predictions", log_flux)
     assert predicted_mass.shape == (3, 160, 160, 1) and predicted_distance_age.shape == (3, 2)
@@ -114,3 +115,27 @@ def test_a_run_cannot_change_its_age_weight_half_way(data_directory, tmp_path):
         data_directory, tmp_path / "weighted", "fast", 1, 4, "--age-loss-weight", "4",
         "--initial-weights-directory", str(tmp_path / "trained")))
     assert state["epoch"] == 1 and np.isfinite(state["best_val_loss"]) and state["settings"]["age_loss_weight"] == 4.0
+
+
+def test_the_dihedral_average_is_the_same_for_every_orientation_and_is_part_of_the_fingerprint(data_directory, tmp_path):
+    train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 1, 4))
+    trained = tmp_path / "trained"
+    log_flux = np.load(data_directory / "validation" / "luminosity_V.npy")[:2]
+    turned = np.ascontiguousarray(frame.dihedral_transform(log_flux, 1, True))
+    averaged = open_model(trained)
+    mass, distance_age, _ = averaged.predict(log_flux)
+    turned_mass, turned_distance_age, _ = averaged.predict(turned)
+    # Turning the input only permutes the eight orientations the average runs over.
+    np.testing.assert_allclose(frame.inverse_dihedral_transform(turned_mass, 1, True), mass, atol=1e-5)
+    np.testing.assert_allclose(turned_distance_age, distance_age, rtol=1e-5)
+    # One orientation alone (the record's flag off) is not invariant, and its fingerprint differs.
+    record = json.loads((trained / ARCHITECTURE_FILE).read_text())
+    (trained / ARCHITECTURE_FILE).write_text(json.dumps({**record, DIHEDRAL_AVERAGE_KEY: False}))
+    single = open_model(trained)
+    single_mass, single_distance_age, _ = single.predict(log_flux)
+    turned_single_mass, _, _ = single.predict(turned)
+    assert np.max(np.abs(frame.inverse_dihedral_transform(turned_single_mass, 1, True) - single_mass)) > 1e-3
+    assert np.max(np.abs(single_mass - mass)) > 1e-4 and single.fingerprint != averaged.fingerprint
+    (trained / ARCHITECTURE_FILE).write_text(json.dumps({**record, DIHEDRAL_AVERAGE_KEY: "yes"}))
+    with pytest.raises(ValueError, match="must be true or false"):
+        open_model(trained)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import make_mock_clusters
+from pidoc import frame
 from pidoc import networks
 from pidoc import standardization
 import train_piDOC
@@ -58,7 +59,7 @@ def test_augmentation_applies_one_dihedral_transform_to_map_and_target_alike():
     flux, mass = batches[0]
     np.testing.assert_array_equal(flux, mass)
     # Every output is one of the eight symmetries of its own input map.
-    symmetries = [train_piDOC.dihedral_transform(maps[0], rotations, mirror) for rotations in range(4) for mirror in (False, True)]
+    symmetries = [frame.dihedral_transform(maps[0], rotations, mirror) for rotations in range(4) for mirror in (False, True)]
     assert len({symmetry.tobytes() for symmetry in symmetries}) == 8
     assert any(np.array_equal(flux[0], symmetry) for symmetry in symmetries)
     # The same seed gives the same batches.
