@@ -66,7 +66,9 @@ def main(arguments=None):
     if number_of_clusters < options.minimum_clusters:
         raise ValueError(f"{', '.join(map(str, split_directories))} hold {number_of_clusters} clusters; calibration needs "
                          f"at least {options.minimum_clusters} (--minimum-clusters)")
-    model = open_model(options.trained_directory, options.standardization_directory)
+    # The folder's old calibration, if any, is not read: after more training it belongs to other
+    # weights, and this run replaces it.
+    model = open_model(options.trained_directory, options.standardization_directory, read_calibration=False)
     families = [mixture.load_family(split_directory, model, boundary_directory)
                 for split_directory, boundary_directory in zip(split_directories, boundary_directories)]
     seeds = [family["seed"] for family in families if family["seed"] is not None]

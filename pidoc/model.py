@@ -419,7 +419,7 @@ class TrainedModel:
         return predicted_log_mass_maps, predicted_distance_age, seconds_per_map
 
 
-def open_model(directory, standardization_directory=None):
+def open_model(directory, standardization_directory=None, read_calibration=True):
     """Open a trained model folder: read its architecture, constants, fingerprint and calibration.
 
     Parameters
@@ -428,6 +428,9 @@ def open_model(directory, standardization_directory=None):
         The model folder. An opened `TrainedModel` is returned as it is.
     standardization_directory : str or Path, optional
         Constants to use where the folder carries none of its own (`standardization_directory_for`).
+    read_calibration : bool
+        False opens the folder as uncalibrated whatever `calibration.json` holds: what
+        `calibrate_piDOC.py` needs to replace a calibration made for earlier weights.
 
     Raises
     ------
@@ -448,6 +451,6 @@ def open_model(directory, standardization_directory=None):
         fingerprint = weights_fingerprint(directory, architecture)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"network files missing in model folder {directory}: {error}") from error
-    calibration = uncertainty.load_calibration(directory, fingerprint, required=False)
+    calibration = uncertainty.load_calibration(directory, fingerprint, required=False) if read_calibration else None
     return TrainedModel(directory, architecture, constants, constants_directory, fingerprint, calibration,
                         dihedral_average=read_architecture_record(directory).get(DIHEDRAL_AVERAGE_KEY, False))

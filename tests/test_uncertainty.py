@@ -246,6 +246,9 @@ def test_a_corrupt_or_foreign_calibration_file_is_refused(tmp_path):
     path.write_text(json.dumps(dict(record, weights_sha256={"CED.weights.h5": "0" * 64})))
     with pytest.raises(ValueError, match="other weights"):
         opened(directory).require_calibration()
+    # calibrate_piDOC.py opens the folder without its stale calibration, which it then replaces.
+    assert open_model(directory, INPUT_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY,
+                      read_calibration=False).calibration is None
     path.unlink()
     with pytest.raises(FileNotFoundError, match="calibration file missing"):
         opened(directory).require_calibration()
