@@ -20,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 training_minutes=${1:-}
-epochs=${2:-60}
+# The run stands at epoch 63 (2026-12-03); TRAINING_MINUTES, not EPOCHS, is what bounds a call.
+epochs=${2:-200}
 model=trained_piDOC/general_fast
 runs=runs/general_fast
 export PYTHONUNBUFFERED=1
@@ -46,6 +47,8 @@ python3 train_piDOC.py --networks fast --data-directory data/general data/genera
 cp "$runs/fast/training_log.csv" "$model/training_log.csv"
 cp "$runs/fast/learning_curves.png" "$model/learning_curves.png"
 mkdir -p "$model/training_state"
+# Only the latest checkpoint is kept beside the model (the older ones are 28 MB each).
+rm -f "$model"/training_state/checkpoint_epoch*.keras
 cp "$runs/fast/training_state.json" "$runs/fast"/checkpoint_epoch*.keras "$model/training_state/"
 cp -r "$runs/fast/standardization_files" "$model/training_state/"
 
