@@ -332,6 +332,7 @@ def fit_domain(log_flux_maps, predicted_log_mass_maps, true_distance_age, predic
     """The domain verdict's statistics (`domain.fit`) and, given boundary maps, its distance edges."""
     statistics = domain.map_statistics(log_flux_maps)
     calibrated = domain.fit(statistics, predicted_distance_age)
+    calibrated["flux_scale_reference"] = domain.fit_flux_scale_reference(log_flux_maps, first_half, statistics)
     calibrated["distance_edges"] = None
     if boundary is not None:
         true_distance_kpc = np.asarray(true_distance_age, dtype=np.float64)[:, 0]
@@ -367,6 +368,22 @@ def check_distance_edges(edges):
             raise ValueError(f"distance edge '{side}' malformed")
     if not (np.all(np.asarray(edges["scale"]) > 0) and len(edges["mean"]) == len(domain.EDGE_FEATURES)):
         raise ValueError("distance-edge standardisation malformed")
+
+
+def check_flux_scale_reference(reference):
+    """Raise ValueError unless `reference` is None (an older file) or a flux-scale reference of this
+    version's invariant statistics with a finite, positive spread."""
+    if reference is None:
+        return
+    if reference["features"] != list(domain.FLUX_INVARIANT_FEATURES):
+        raise ValueError(f"flux-scale features {reference['features']} differ from this version's "
+                         f"{list(domain.FLUX_INVARIANT_FEATURES)}")
+    invariant = np.asarray(reference["invariant"], dtype=np.float64)
+    if (invariant.ndim != 2 or invariant.shape[1] != len(domain.FLUX_INVARIANT_FEATURES)
+            or len(reference["flux_scale_dex"]) != len(invariant) or not np.all(np.isfinite(invariant))):
+        raise ValueError(f"flux-scale reference malformed (invariant statistics of shape {invariant.shape})")
+    if not (np.isfinite(reference["sigma_dex"]) and reference["sigma_dex"] > 0 and np.all(np.asarray(reference["scale"]) > 0)):
+        raise ValueError(f"flux-scale spread {reference['sigma_dex']!r} dex is not a positive number")
 
 
 def load_calibration(trained_directory, fingerprint, required=True):
@@ -412,6 +429,7 @@ def load_calibration(trained_directory, fingerprint, required=True):
                 or not np.isfinite(domain_part["threshold"]) or len(domain_part["predicted_distance_range_kpc"]) != 2):
             raise ValueError("domain covariance or threshold malformed")
         check_distance_edges(domain_part["distance_edges"])
+        check_flux_scale_reference(domain_part.get("flux_scale_reference"))
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"calibration file {path} is corrupt: {error}") from error
     if calibration.get("weights_sha256") != fingerprint:
