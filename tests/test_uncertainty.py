@@ -224,6 +224,32 @@ def test_pixel_intervals_use_the_fitted_scale_model(committed_calibration, commi
     np.testing.assert_allclose(intervals[0.95][1].ravel(), expected_upper, rtol=1e-5, atol=1e-5)
 
 
+def plummer_log_flux(offset_arcsec, scale_radius_arcsec=8.0):
+    """log10 of a smooth Plummer surface brightness centred `offset_arcsec` (row, column) from the
+    frame's centre, with a floor where the light is 10⁶ times fainter than the centre."""
+    pixels = (np.arange(160) - 79.5) * 0.25
+    rows, columns = np.meshgrid(pixels - offset_arcsec[0], pixels - offset_arcsec[1], indexing="ij")
+    surface_brightness = (1.0 + (rows**2 + columns**2) / scale_radius_arcsec**2) ** -2
+    return np.log10(np.maximum(surface_brightness, 1e-6))[None, :, :, None].astype(np.float32) + 3.0
+
+
+def test_the_aperture_centroid_sees_an_offset_that_the_frame_cuts_off():
+    # An extended cluster 6″ off-centre loses more light beyond the far edge of the frame, which pulls
+    # the whole frame's centroid towards the centre (measured 3.3″, inside the χ² rule); the aperture
+    # centroid is barely pulled (5.7″), and the map is flagged by it.
+    centred = plummer_log_flux((0.0, 0.0), scale_radius_arcsec=20.0)
+    off_centre = plummer_log_flux((0.0, 6.0), scale_radius_arcsec=20.0)
+    frame_offsets_arcsec, _ = domain.light_centre_offsets(off_centre)
+    aperture_offsets_arcsec = domain.aperture_centre_offsets(off_centre)
+    assert frame_offsets_arcsec[0, 1] < 4.0
+    assert aperture_offsets_arcsec[0, 1] == pytest.approx(6.0, abs=0.4)
+    assert abs(aperture_offsets_arcsec[0, 0]) < 0.1
+    np.testing.assert_allclose(domain.aperture_centre_offsets(centred), 0.0, atol=0.05)
+    reasons = domain.centre_reasons(np.concatenate([centred, off_centre]))
+    assert reasons[0] == ""
+    assert reasons[1].startswith("frame off-centre: the light within 8″ of its centre is centred 5.7″"), reasons
+
+
 def test_the_flux_scale_reference_sees_a_rescaling_and_not_the_clusters():
     # The 100 committed maps, half their clusters as the reference and the other half scored (and
     # the other way round inside the fit): a rescaling moves the offset by exactly its size, because
