@@ -28,9 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pidoc.calibration import domain, uncertainty  # noqa: E402
+from pidoc.calibration import coverage, domain, uncertainty  # noqa: E402
 from pidoc.model import open_model  # noqa: E402
-from pidoc.quantities import scalar_variables  # noqa: E402
 from pidoc.splits import load_cluster_ids, load_split  # noqa: E402
 
 SHIFTS_DEX = (-0.5, 0.5, -1.0, 1.0, -3.0, 3.0)
@@ -92,13 +91,10 @@ def main(argv=None):
                            domain.verdicts(calibration, maps, predicted_log_mass, predicted_distance_age)])
         degenerate = np.array(true_distance_age, dtype=np.float64)
         degenerate[:, 0] *= 10.0 ** (-shift_dex / 2.0)
-        truths = scalar_variables(maps, true_log_mass, degenerate)
-        intervals = uncertainty.scalar_intervals(calibration, maps, predicted_log_mass, predicted_distance_age)
-        held = []
-        for quantity in uncertainty.SCALAR_QUANTITIES:
-            lower, upper = intervals[quantity][0.95]
-            within = (lower <= truths[quantity]) & (truths[quantity] <= upper)
-            held.append(f"{quantity} {100.0 * within[inside].mean():.0f}" if inside.any() else f"{quantity} -")
+        covered, _, _, _ = coverage.scalar_coverage(calibration, maps, true_log_mass, degenerate, predicted_log_mass,
+                                                    predicted_distance_age, levels=(0.95,))
+        held = [f"{quantity} {100.0 * covered[quantity][0.95][inside].mean():.0f}" if inside.any() else f"{quantity} -"
+                for quantity in uncertainty.SCALAR_QUANTITIES]
         line = (f"Δ {shift_dex:+.1f} dex: verdict flags {100.0 * (~inside).mean():5.1f} %; median D_pred/D {np.median(predicted_distance_age[:, 0] / true_distance_age[:, 0]):.2f} "
                 f"(consistent reading {10.0 ** (-shift_dex / 2.0):.2f}); inside maps, degenerate truth in 95 %: {', '.join(held)}")
         if classifier is not None:

@@ -22,9 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pidoc.calibration import domain, uncertainty  # noqa: E402
+from pidoc.calibration import coverage, domain  # noqa: E402
 from pidoc.model import open_model  # noqa: E402
-from pidoc.quantities import scalar_variables  # noqa: E402
 from pidoc.splits import load_split  # noqa: E402
 
 OFFSET_BINS_ARCSEC = ((0.0, 3.0), (3.0, 5.0), (5.0, 7.5), (7.5, np.inf), (5.0, np.inf))
@@ -57,13 +56,9 @@ def main(argv=None):
     predicted_log_mass, predicted_distance_age, _ = model.predict(log_flux)
     outside = np.array([verdict == "outside" for verdict, _ in
                         domain.verdicts(calibration, log_flux, predicted_log_mass, predicted_distance_age)])
-    intervals = uncertainty.scalar_intervals(calibration, log_flux, predicted_log_mass, predicted_distance_age)
-    # The intervals are in the quantities' own scale (log distance, age), as scalar_variables gives the truth.
-    truths = scalar_variables(log_flux, np.asarray(true_log_mass), true_distance_age)
-    held = {}
-    for quantity in ("distance", "age"):
-        lower, upper = intervals[quantity][LEVEL]
-        held[quantity] = (lower <= truths[quantity]) & (truths[quantity] <= upper)
+    covered, _, _, _ = coverage.scalar_coverage(calibration, log_flux, np.asarray(true_log_mass), true_distance_age,
+                                                predicted_log_mass, predicted_distance_age, levels=(LEVEL,))
+    held = {quantity: covered[quantity][LEVEL] for quantity in ("distance", "age")}
     both_held = held["distance"] & held["age"]
     print(f"{options.trained_directory} on {options.split_directory} ({len(log_flux)} maps)")
     for low, high in OFFSET_BINS_ARCSEC:

@@ -72,6 +72,30 @@ def pixel_coverage(calibration, log_flux_maps, true_log_mass_maps, predicted_log
     return covered, widths
 
 
+def scalar_coverage(calibration, log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
+                    predicted_distance_age, levels=RELIABILITY_LEVELS):
+    """Per map, whether each scalar's interval holds the truth, and the interval's width.
+
+    Truths and intervals are in the calibrated variables (`pidoc.quantities.scalar_variables`).
+
+    Returns
+    -------
+    covered, widths : dict
+        quantity → level → (N,) bool / float array.
+    intervals, truths : dict
+        `uncertainty.scalar_intervals` and the true calibrated variables, for further use.
+    """
+    truths = quantities.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
+    intervals = uncertainty.scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels)
+    covered, widths = {}, {}
+    for quantity in SCALAR_QUANTITIES:
+        truth = truths[quantity]
+        covered[quantity] = {level: (intervals[quantity][level][0] <= truth) & (truth <= intervals[quantity][level][1])
+                             for level in levels}
+        widths[quantity] = {level: intervals[quantity][level][1] - intervals[quantity][level][0] for level in levels}
+    return covered, widths, intervals, truths
+
+
 def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
                     predicted_distance_age, cluster_ids, pixel_mass_limit_log_msun=-1.0, levels=RELIABILITY_LEVELS):
     """Empirical coverage of the intervals on a labelled split, pooled and per true distance.
@@ -89,14 +113,8 @@ def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distanc
     """
     cluster_ids = np.asarray(cluster_ids)
     true_distance_age = np.asarray(true_distance_age, dtype=np.float64)
-    truths = quantities.scalar_variables(log_flux_maps, true_log_mass_maps, true_distance_age)
-    intervals = uncertainty.scalar_intervals(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, levels)
-    covered, widths = {}, {}
-    for quantity in SCALAR_QUANTITIES:
-        truth = truths[quantity]
-        covered[quantity] = {level: (intervals[quantity][level][0] <= truth) & (truth <= intervals[quantity][level][1])
-                             for level in levels}
-        widths[quantity] = {level: intervals[quantity][level][1] - intervals[quantity][level][0] for level in levels}
+    covered, widths, intervals, truths = scalar_coverage(calibration, log_flux_maps, true_log_mass_maps, true_distance_age,
+                                                         predicted_log_mass_maps, predicted_distance_age, levels)
     covered["pixel_mass"], widths["pixel_mass"] = pixel_coverage(
         calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
         pixel_mass_limit_log_msun, levels)
