@@ -107,6 +107,14 @@ def evaluate(split_directory, model):
                                                              predicted_log_mass_maps, predicted_distance_age, cluster_ids)
         statistics["domain"] = domain.flag_fraction(calibration, log_flux_maps, predicted_log_mass_maps,
                                                                 predicted_distance_age)
+        if present_log_mass is not None:
+            # The test split reaches beyond the model's 10⁴–10⁶ M☉ on purpose; a flag there is the
+            # verdict doing its job, so the rate is reported per decade of present-day mass too.
+            outside = np.zeros(len(log_flux_maps), dtype=bool)
+            outside[statistics["domain"]["outside_map_indices"]] = True
+            statistics["domain"]["by_mass_decade"] = [
+                {"label": label, "number_of_maps": int(members.size), "percent_outside": 100.0 * float(outside[members].mean())}
+                for label, _, _, members in functions.mass_decade_groups(present_log_mass)]
     return statistics
 
 
@@ -273,6 +281,9 @@ def coverage_text(statistics):
         f"{quantity} {rho:.2f}" for quantity, rho in report["spearman_width_error"].items())
     flags = statistics["domain"]
     text += (f"\nDomain: {flags['percent_outside']:.1f} % of {flags['number_of_maps']} maps flagged outside")
+    if "by_mass_decade" in flags:
+        text += " (" + ", ".join(f"{group['label']}: {group['percent_outside']:.1f} % of {group['number_of_maps']}"
+                                 for group in flags["by_mass_decade"]) + ")"
     return text
 
 

@@ -398,6 +398,22 @@ def headline_scores(log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, 
     }
 
 
+def mass_decade_groups(present_log_mass, decade_edges=MASS_DECADE_EDGES_LOG_MSUN):
+    """The maps of each decade of present-day mass, then of 10⁴–10⁶ M☉ pooled, then of all maps.
+
+    Returns
+    -------
+    list of tuple
+        (label, low log mass, high log mass, indices of the member maps), for the non-empty groups only.
+    """
+    present_log_mass = np.asarray(present_log_mass, dtype=np.float64)
+    groups = [(f"10^{low:g}–10^{high:g} M☉", low, high) for low, high in zip(decade_edges[:-1], decade_edges[1:])]
+    groups += [("pooled 10^4–10^6 M☉", 4.0, 6.0), ("all maps", -np.inf, np.inf)]
+    members = [(label, low, high, np.flatnonzero((present_log_mass >= low) & (present_log_mass < high)))
+               for label, low, high in groups]
+    return [group for group in members if group[3].size > 0]
+
+
 def mass_decade_statistics(present_log_mass, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps,
                            true_distance_age, predicted_distance_age, decade_edges=MASS_DECADE_EDGES_LOG_MSUN):
     """`headline_scores` per decade of the clusters' present-day mass, and pooled over 10⁴–10⁶ M☉.
@@ -417,13 +433,8 @@ def mass_decade_statistics(present_log_mass, log_flux_maps, true_log_mass_maps, 
     present_log_mass = np.asarray(present_log_mass, dtype=np.float64)
     if present_log_mass.shape != (len(true_distance_age),):
         raise ValueError(f"present_log_mass must hold one value per map ({len(true_distance_age)}), got shape {present_log_mass.shape}")
-    groups = [(f"10^{low:g}–10^{high:g} M☉", low, high) for low, high in zip(decade_edges[:-1], decade_edges[1:])]
-    groups += [("pooled 10^4–10^6 M☉", 4.0, 6.0), ("all maps", -np.inf, np.inf)]
     rows = []
-    for label, low, high in groups:
-        members = np.flatnonzero((present_log_mass >= low) & (present_log_mass < high))
-        if members.size == 0:
-            continue
+    for label, low, high, members in mass_decade_groups(present_log_mass, decade_edges):
         scores = headline_scores(log_flux_maps[members], true_log_mass_maps[members], predicted_log_mass_maps[members],
                                  np.asarray(true_distance_age)[members], np.asarray(predicted_distance_age)[members])
         rows.append({"label": label, "low_log_mass": float(low), "high_log_mass": float(high), **scores})

@@ -25,6 +25,10 @@ command-line flag of the same name). The method, in the order the code follows i
    directory, and, when the validation loss is the lowest so far, the network exported to the
    output directory as `{CED,CNN}.json` + `{CED,CNN}.weights.h5`. A run that finds a saved state
    continues from it, so a time-limited or interrupted job is simply started again.
+7. Growing the training split. A run may continue on a larger training split (more clusters, the
+   same priors): its standardisation constants stay those it started with, and
+   `--reset-learning-rate` raises the decayed learning rate once, so that the new clusters move the
+   weights; later resumes with the same flag leave the plateau schedule alone.
 
 Only backend-agnostic Keras 3 and numpy are used, so the same script trains under TensorFlow on
 a CPU and under `KERAS_BACKEND=jax` on a GPU.
@@ -115,13 +119,16 @@ def parse_arguments(argv=None):
                         help="weight of age against distance in the distance-age loss of the CNN and the fast network (1: plain MSE)")
     parser.add_argument("--finished-clusters-only", action="store_true",
                         help="train on the finished clusters of a training split still being generated")
+    parser.add_argument("--reset-learning-rate", type=float, default=None,
+                        help="on resuming, set the learning rate to this value once (e.g. after the training split has "
+                             "grown); a later resume with the same value keeps the plateau schedule")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="require a saved state (without either flag, a saved state is continued if present)")
     start.add_argument("--restart", action="store_true", help="ignore any saved state and start from scratch")
     settings = parser.parse_args(argv)
     positive = {"--epochs": settings.epochs, "--batch-size": settings.batch_size, "--learning-rate": settings.learning_rate,
                 "--plateau-patience": settings.plateau_patience, "--max-training-maps": settings.max_training_maps,
-                "--age-loss-weight": settings.age_loss_weight}
+                "--age-loss-weight": settings.age_loss_weight, "--reset-learning-rate": settings.reset_learning_rate}
     for flag, value in positive.items():
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
@@ -445,7 +452,8 @@ def resume_or_start(model, generator, run_directory, settings):
         if settings.initial_weights_directory is not None:
             warm_start(model, settings.initial_weights_directory)
         return {"network": model.name, "epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "plateau_counter": 0,
-                "learning_rate": settings.learning_rate, "elapsed_seconds": 0.0}, []
+                "learning_rate": settings.learning_rate, "elapsed_seconds": 0.0,
+                "learning_rate_reset": settings.reset_learning_rate}, []
     state = json.loads(state_path.read_text())
     # The loss defines the validation loss that picks the best epoch and the plateaus, so a run cannot
     # change it half way; a new weight is a new run, started from this one's networks.
@@ -455,6 +463,12 @@ def resume_or_start(model, generator, run_directory, settings):
                          f"{settings.age_loss_weight}; to change the loss, start a new run (another "
                          f"--runs-directory) with --initial-weights-directory")
     model.load_weights(run_directory / state["checkpoint"])
+    # The reset is recorded in the state, so the same flag on every later call applies it only once.
+    if settings.reset_learning_rate is not None and state.get("learning_rate_reset") != settings.reset_learning_rate:
+        print(f"{model.name}: learning rate reset from {state['learning_rate']:.3g} to {settings.reset_learning_rate:.3g} "
+              f"after epoch {state['epoch']}")
+        state.update(learning_rate=settings.reset_learning_rate, learning_rate_reset=settings.reset_learning_rate,
+                     plateau_counter=0)
     model.optimizer.learning_rate = state["learning_rate"]
     generator.bit_generator.state = state["generator_state"]
     for variable, value in zip(dropout_random_states(model), state["dropout_random_states"]):

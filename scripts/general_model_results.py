@@ -101,7 +101,13 @@ def results_text(model_directory, runs_directory):
                      tabulate(coverage_rows(general["coverage"]), headers=("quantity", "68 %", "width", "95 %", "width")),
                      "```", ""]
         if "domain" in general:
-            text += [f"Domain verdict: {general['domain']['percent_outside']:.1f} % of in-domain test maps flagged.", ""]
+            flags = general["domain"]
+            text += [f"Domain verdict: {flags['percent_outside']:.1f} % of the test maps flagged."]
+            if "by_mass_decade" in flags:
+                text += ["By present-day mass: " + ", ".join(f"{group['label']} {group['percent_outside']:.1f} % "
+                                                          f"of {group['number_of_maps']}" for group in flags["by_mass_decade"])
+                         + " (the model's domain is 10⁴–10⁶ M☉; the test split reaches beyond it on purpose)."]
+            text += [""]
         if "out_of_domain" in general:
             families = {family: result for family, result in general["out_of_domain"].items() if family != "thresholds"}
             text += ["Out-of-domain families flagged: " + ", ".join(

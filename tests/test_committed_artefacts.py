@@ -122,6 +122,10 @@ def test_evaluate_piDOC_reports_coverage_and_domain_flags_by_cluster(tmp_path):
         assert 40.0 < report["pooled"][quantity][0.68]["coverage_percent"] < 95.0, quantity
         assert 75.0 < report["pooled"][quantity][0.95]["coverage_percent"] <= 100.0, quantity
     assert statistics["domain"]["percent_outside"] <= 5.0
+    # The flag rate per decade of present-day mass: its "all maps" group is the pooled rate.
+    groups = {group["label"]: group for group in statistics["domain"]["by_mass_decade"]}
+    assert groups["all maps"]["number_of_maps"] == 100
+    assert groups["all maps"]["percent_outside"] == pytest.approx(statistics["domain"]["percent_outside"])
     text = (tmp_path / "evaluation" / "evaluation.txt").read_text(encoding="utf-8")
     assert "Interval coverage on" in text and "Spearman" in text
     assert (tmp_path / "evaluation" / "Interval_coverage.png").stat().st_size > 0

@@ -13,7 +13,7 @@ import make_mock_clusters
 import train_piDOC
 from pidoc import frame, standardization
 from pidoc.model import ARCHITECTURE_FILE, DIHEDRAL_AVERAGE_KEY, FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, open_model
-from test_training import TINY_DATA_FLAGS, training_settings
+from test_training import TINY_DATA_FLAGS, read_log, training_settings
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,22 @@ def test_a_fast_checkpoint_resumes_to_the_weights_of_an_uninterrupted_run(data_d
     for expected, found in zip(reference.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
     assert state["best_val_loss"] == pytest.approx(reference_state["best_val_loss"], rel=1e-5)
+
+
+def test_a_learning_rate_reset_applies_once_and_keeps_the_best_epoch(data_directory, tmp_path):
+    train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 1, 4))
+    _, state = train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 2, 4,
+                                                                    "--reset-learning-rate", "2.5e-4"))
+    rows = read_log(tmp_path, "fast")
+    assert [float(row["learning_rate"]) for row in rows] == [1e-3, 2.5e-4]
+    assert state["learning_rate_reset"] == 2.5e-4 and state["best_epoch"] in (1, 2)
+    # A plateau drop after the reset must survive later calls that repeat the flag.
+    state_path = tmp_path / "runs" / "fast" / "training_state.json"
+    saved = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**saved, "learning_rate": 1.25e-4}))
+    train_piDOC.train_network("fast", training_settings(data_directory, tmp_path, "fast", 3, 4,
+                                                        "--reset-learning-rate", "2.5e-4"))
+    assert float(read_log(tmp_path, "fast")[-1]["learning_rate"]) == 1.25e-4
 
 
 def test_a_fast_folder_without_its_weights_is_refused_with_the_file_named(data_directory, tmp_path):

@@ -684,8 +684,9 @@ def verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_dist
 
 
 def flag_fraction(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age):
-    """Percentage of maps flagged `outside`, and the reasons of those maps."""
+    """Percentage of maps flagged `outside`, the reasons of those maps, and which maps they are."""
     map_verdicts = verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age)
     outside = np.array([verdict == "outside" for verdict, _ in map_verdicts])
     return {"percent_outside": 100.0 * float(outside.mean()), "number_of_maps": int(len(outside)),
-            "reasons": [reason for verdict, reason in map_verdicts if verdict == "outside"]}
+            "reasons": [reason for verdict, reason in map_verdicts if verdict == "outside"],
+            "outside_map_indices": np.flatnonzero(outside).tolist()}
