@@ -16,11 +16,16 @@
 #   80 kpc with ages drawn over 1–14 Gyr; its calibration and boundary splits for the intervals.
 # - data/general_cb21: 150 clusters of the cb21 preset (N0 = 5×10⁴, the paper's domain) × 3 ages ×
 #   8 views, so the old domain is not forgotten, and the cb21 preset's own held-out test split.
-# The training split is the union of both train/ folders, standardised with its own constants.
+# - data/general_extra: 1,000 more Milky Way training clusters (seed 2022), added from epoch 81 on
+#   (2026-12-03, fifth session): the first 80 epochs' learning curves had flattened with the
+#   validation loss 30 % above the training loss, which asks for more clusters, not more epochs.
+# The training split is the union of the train/ folders. The run is standardised with the constants
+# of the split it started on (data/general + data/general_cb21), which it keeps when the split grows;
+# the learning rate is raised once, to 3e-5, when it does (train_piDOC.py --reset-learning-rate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 training_minutes=${1:-}
-# The run stands at epoch 63 (2026-12-03); TRAINING_MINUTES, not EPOCHS, is what bounds a call.
+# TRAINING_MINUTES, not EPOCHS, is what bounds a call.
 epochs=${2:-200}
 model=trained_piDOC/general_fast
 runs=runs/general_fast
@@ -32,6 +37,8 @@ python3 make_mock_clusters.py --preset milky-way --test-age-range-gyr 1 14 --out
     --splits train validation test
 python3 make_mock_clusters.py --preset cb21 --training-clusters 150 --output-directory data/general_cb21 \
     --splits train test
+python3 make_mock_clusters.py --preset milky-way --seed 2022 --test-age-range-gyr 1 14 --output-directory data/general_extra \
+    --splits train
 
 echo "== 2. training (fast architecture, mixed bfloat16; resumes from $runs/fast)"
 # On a new machine the run continues from the checkpoint committed with the model.
@@ -40,9 +47,9 @@ if [ ! -f "$runs/fast/training_state.json" ] && [ -f "$model/training_state/trai
     # The run appends to its log, so the epochs already trained keep their rows in the model's copy.
     cp "$model/training_log.csv" "$runs/fast/training_log.csv"
 fi
-python3 train_piDOC.py --networks fast --data-directory data/general data/general_cb21 \
+python3 train_piDOC.py --networks fast --data-directory data/general data/general_extra data/general_cb21 \
     --output-directory "$model" --runs-directory "$runs" --mixed-precision mixed_bfloat16 \
-    --epochs "$epochs" --batch-size 32 --learning-rate 1e-3 --plateau-patience 4 \
+    --epochs "$epochs" --batch-size 32 --learning-rate 1e-3 --plateau-patience 4 --reset-learning-rate 3e-5 \
     ${training_minutes:+--max-minutes "$training_minutes"}
 cp "$runs/fast/training_log.csv" "$model/training_log.csv"
 cp "$runs/fast/learning_curves.png" "$model/learning_curves.png"

@@ -342,3 +342,33 @@ def test_summary_writes_atomically_and_keeps_old_files_on_bad_rows(tmp_path):
     with pytest.raises(KeyError):
         uncertainty.write_prediction_summary(tmp_path, broken)
     assert (tmp_path / uncertainty.SUMMARY_CSV_FILE).read_text() == written
+
+
+def test_the_novelty_check_flags_a_map_in_an_empty_corner_and_few_drawn_like_the_calibration_maps():
+    """Calibration 'features' on a ring (one hidden parameter, as a cluster's statistics follow its mass
+    and distance), which a Gaussian describes badly: the ring's centre lies at the centre of the
+    Mahalanobis ellipse but far from every calibration map."""
+    generator = np.random.default_rng(17)
+    number_of_features = len(domain.EDGE_FEATURES) + len(domain.FLUX_SHAPE_PERCENTILES)
+    phases = np.linspace(0.0, np.pi, number_of_features)
+
+    def draw(count):
+        angle = generator.uniform(0.0, 2.0 * np.pi, (count, 1))
+        return np.cos(angle + phases) + generator.normal(0.0, 0.05, (count, number_of_features))
+
+    calibration_features = draw(1200)
+    first_half = np.arange(1200) % 2 == 0
+    reference = domain.fit_novelty_reference(calibration_features, first_half)
+    uncertainty.check_novelty_reference(reference)
+    fresh = domain.novelty_scores(reference, draw(2000))
+    assert np.mean(fresh > 1.0) < 0.02
+    hole = np.zeros((1, number_of_features))        # the centre of the ring: no calibration map there
+    assert domain.novelty_scores(reference, hole)[0] > 1.5
+    with_nan = hole.copy()
+    with_nan[0, 3] = np.nan
+    assert np.isinf(domain.novelty_scores(reference, with_nan)[0])
+    broken = dict(reference, threshold=0.0)
+    with pytest.raises(ValueError, match="novelty threshold"):
+        uncertainty.check_novelty_reference(broken)
+    with pytest.raises(ValueError, match="novelty reference malformed"):
+        uncertainty.check_novelty_reference(dict(reference, halves=[reference["halves"][0]]))

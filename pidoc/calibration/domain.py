@@ -35,6 +35,12 @@ cluster at 16 kpc read as 9 kpc; notes/observations-and-uncertainty.md §1). Eac
    than the training clusters looks like a compact one seen nearer (size and distance are degenerate
    in one image), which is how this check catches the very extended clusters that the five
    statistics alone let through (docs/uncertainty.md).
+3b. Novelty, where the calibration holds a `novelty_reference` (files made from 2026-12-03 on): the
+   five statistics, π-DOC's reading and the shape of the log F histogram (14 numbers) are compared
+   with the calibration maps' by the distance to the `NOVELTY_NEIGHBOURS`-th nearest of them. A
+   Gaussian (the Mahalanobis distance) is a poor description of calibration maps that span two dex of
+   mass and 10–80 kpc; a neighbour distance is not fooled by a map that sits in an empty corner of
+   their broad cloud, such as a very extended cluster (docs/uncertainty.md).
 4. Reasons from outside π-DOC (e.g. the image pipeline's "frame 63 % covered") are added as given.
 
 Without a calibration file the verdict is `unchecked` unless a physical limit fails or the frame is
@@ -145,6 +151,13 @@ FLUX_INVARIANT_FEATURES = STRUCTURE_FEATURES + ("peak_minus_median_log_flux",) +
     f"percentile_{percentile:g}_minus_median_log_flux" for percentile in FLUX_SHAPE_PERCENTILES)
 FLUX_SCALE_NEIGHBOURS = 20
 FLUX_SCALE_Z_THRESHOLD = 4.0
+# Novelty (check 3b): the 5th-nearest calibration map in 14 standardised numbers, beyond the 99th
+# percentile of the same distance for calibration maps scored against the other half of the clusters
+# (the Mahalanobis check's percentile). k = 5 and the 99th percentile were chosen on the calibration
+# split and a development draw of the out-of-domain families (seed 7: 40 extended, 20 massive
+# clusters): with the general model, extended maps flagged 50 → 80 %, massive 2 → 2 %.
+NOVELTY_NEIGHBOURS = 5
+NOVELTY_PERCENTILE = 99.0
 # The 95 % interval decides whether an age outside the prior is impossible (its whole interval outside).
 AGE_INTERVAL_LEVEL = 0.95
 
@@ -612,6 +625,62 @@ def flux_scale_reason(offset_dex, z_score):
             f"({abs(z_score):.1f} σ)")
 
 
+# ==================================================================================================
+# Novelty: how far is a map from its nearest calibration maps, in statistics and reading together?
+# ==================================================================================================
+def novelty_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age, statistics=None):
+    """`edge_features` (statistics and reading) and the shape of the log F histogram; (N, 14) float64."""
+    statistics = map_statistics(log_flux_maps) if statistics is None else np.asarray(statistics, dtype=np.float64)
+    _, invariant = flux_scale_features(log_flux_maps, statistics)
+    shape_columns = len(FLUX_SHAPE_PERCENTILES)
+    return np.column_stack([edge_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age, statistics),
+                            invariant[:, -shape_columns:]])
+
+
+def neighbour_distances(reference_features, features, mean, scale, neighbours=NOVELTY_NEIGHBOURS):
+    """Distance from each row of `features` to its `neighbours`-th nearest row of `reference_features`,
+    in standardised units; (N,). Rows with a non-finite feature get +inf."""
+    tree = spatial.cKDTree((np.asarray(reference_features, dtype=np.float64) - mean) / scale)
+    standardized = (np.asarray(features, dtype=np.float64) - mean) / scale
+    finite = np.all(np.isfinite(standardized), axis=1)
+    distances = np.full(len(standardized), np.inf)
+    if finite.any():
+        found, _ = tree.query(standardized[finite], k=neighbours)
+        distances[finite] = np.asarray(found).reshape(int(finite.sum()), -1)[:, -1]
+    return distances
+
+
+def fit_novelty_reference(features, first_half):
+    """The calibration maps' novelty features, split into the two halves of their clusters, and the
+    threshold: the `NOVELTY_PERCENTILE` of each half's maps' neighbour distance in the other half.
+
+    A new map is scored against each half and keeps the smaller distance (`novelty_scores`), so a map
+    drawn like the calibration maps exceeds the threshold less often than 1 − `NOVELTY_PERCENTILE`.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    first_half = np.asarray(first_half, dtype=bool)
+    usable = np.all(np.isfinite(features), axis=1)
+    mean, scale = features[usable].mean(axis=0), features[usable].std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    halves = [features[usable & first_half], features[usable & ~first_half]]
+    held_out = np.concatenate([neighbour_distances(halves[0], halves[1], mean, scale),
+                               neighbour_distances(halves[1], halves[0], mean, scale)])
+    return {"features": list(EDGE_FEATURES) + [f"percentile_{percentile:g}_minus_median_log_flux"
+                                               for percentile in FLUX_SHAPE_PERCENTILES],
+            "mean": mean.tolist(), "scale": scale.tolist(), "neighbours": NOVELTY_NEIGHBOURS,
+            "percentile": NOVELTY_PERCENTILE, "threshold": float(np.percentile(held_out, NOVELTY_PERCENTILE)),
+            "halves": [np.round(half, 5).tolist() for half in halves]}
+
+
+def novelty_scores(reference, features):
+    """Each map's neighbour distance to the nearer half of the calibration maps, over the threshold
+    (> 1: beyond what `NOVELTY_PERCENTILE` % of calibration maps reach); (N,)."""
+    mean, scale = np.asarray(reference["mean"]), np.asarray(reference["scale"])
+    distances = np.minimum(*(neighbour_distances(half, features, mean, scale, reference["neighbours"])
+                             for half in reference["halves"]))
+    return distances / reference["threshold"]
+
+
 def verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_distance_age, extra_reasons=None,
              age_bounds_gyr=None):
     """`inside` / `outside` (or `unchecked` without a calibration) and the reason, per map.
@@ -669,6 +738,15 @@ def verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_dist
                     if not reasons[index]:
                         reasons[index].append(f"looks like a cluster seen {side} than the {calibrated_low_kpc:g}–"
                                               f"{calibrated_high_kpc:g} kpc the intervals were calibrated on")
+        novelty = calibrated.get("novelty_reference")
+        if novelty is not None:
+            scores = novelty_scores(novelty, novelty_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
+                                                              statistics))
+            for index in np.flatnonzero(scores > 1.0):
+                if not reasons[index]:
+                    reasons[index].append(f"unlike every calibration map: its {novelty['neighbours']} nearest, in the "
+                                          f"map's statistics and π-DOC's reading, lie {scores[index]:.1f}× farther than "
+                                          f"for {novelty['percentile']:g} % of calibration maps")
     for index, extra in enumerate(extra_reasons or [None] * number_of_maps):
         if extra:
             reasons[index].append(extra)

@@ -333,6 +333,8 @@ def fit_domain(log_flux_maps, predicted_log_mass_maps, true_distance_age, predic
     statistics = domain.map_statistics(log_flux_maps)
     calibrated = domain.fit(statistics, predicted_distance_age)
     calibrated["flux_scale_reference"] = domain.fit_flux_scale_reference(log_flux_maps, first_half, statistics)
+    calibrated["novelty_reference"] = domain.fit_novelty_reference(
+        domain.novelty_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age, statistics), first_half)
     calibrated["distance_edges"] = None
     if boundary is not None:
         true_distance_kpc = np.asarray(true_distance_age, dtype=np.float64)[:, 0]
@@ -386,6 +388,21 @@ def check_flux_scale_reference(reference):
         raise ValueError(f"flux-scale spread {reference['sigma_dex']!r} dex is not a positive number")
 
 
+def check_novelty_reference(reference):
+    """Raise ValueError unless `reference` is None (an older file) or a novelty reference of this
+    version's features with a finite, positive threshold."""
+    if reference is None:
+        return
+    number_of_features = len(domain.EDGE_FEATURES) + len(domain.FLUX_SHAPE_PERCENTILES)
+    halves = [np.asarray(half, dtype=np.float64) for half in reference["halves"]]
+    if (len(reference["features"]) != number_of_features or len(halves) != 2
+            or any(half.ndim != 2 or half.shape[1] != number_of_features or len(half) < reference["neighbours"] for half in halves)):
+        raise ValueError(f"novelty reference malformed (halves of shapes {[half.shape for half in halves]}, "
+                         f"{number_of_features} features expected)")
+    if not (np.isfinite(reference["threshold"]) and reference["threshold"] > 0 and np.all(np.asarray(reference["scale"]) > 0)):
+        raise ValueError(f"novelty threshold {reference['threshold']!r} is not a positive number")
+
+
 def load_calibration(trained_directory, fingerprint, required=True):
     """Read and check `<trained_directory>/calibration.json` against the weights' `fingerprint`.
 
@@ -430,6 +447,7 @@ def load_calibration(trained_directory, fingerprint, required=True):
             raise ValueError("domain covariance or threshold malformed")
         check_distance_edges(domain_part["distance_edges"])
         check_flux_scale_reference(domain_part.get("flux_scale_reference"))
+        check_novelty_reference(domain_part.get("novelty_reference"))
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"calibration file {path} is corrupt: {error}") from error
     if calibration.get("weights_sha256") != fingerprint:
