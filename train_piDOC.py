@@ -29,6 +29,9 @@ command-line flag of the same name). The method, in the order the code follows i
    same priors): its standardisation constants stay those it started with, and
    `--reset-learning-rate` raises the decayed learning rate once, so that the new clusters move the
    weights; later resumes with the same flag leave the plateau schedule alone.
+8. Balancing the data sets. With several data sets, `--repeats` says how many times each one's
+   training maps are drawn per epoch (each time with its own dihedral transform), so a small data
+   set of one domain keeps its say when a larger one of another domain grows beside it.
 
 Only backend-agnostic Keras 3 and numpy are used, so the same script trains under TensorFlow on
 a CPU and under `KERAS_BACKEND=jax` on a GPU.
@@ -70,6 +73,7 @@ MIXED_PRECISION = "float32"         # or "mixed_bfloat16"
 SEED = 2021
 INITIAL_WEIGHTS_DIRECTORY = None    # networks to start a fresh run from; None: random initialisation
 STANDARDIZATION_DIRECTORY = None    # constants to standardise with; None: <data>/standardization_files
+REPEATS = None                      # draws per epoch of each data set's training maps; None: once each
 
 MAP_SHAPE = (160, 160, 1)
 # The targets of each network: (file of the split, shape of one target, key of its standardisation
@@ -119,6 +123,8 @@ def parse_arguments(argv=None):
                         help="weight of age against distance in the distance-age loss of the CNN and the fast network (1: plain MSE)")
     parser.add_argument("--finished-clusters-only", action="store_true",
                         help="train on the finished clusters of a training split still being generated")
+    parser.add_argument("--repeats", type=int, nargs="+", default=REPEATS, metavar="N",
+                        help="times each --data-directory's training maps are drawn per epoch, one per data set")
     parser.add_argument("--reset-learning-rate", type=float, default=None,
                         help="on resuming, set the learning rate to this value once (e.g. after the training split has "
                              "grown); a later resume with the same value keeps the plateau schedule")
@@ -230,6 +236,29 @@ def load_split(split_directory, network, maximum_maps=None, seed=SEED, finished_
     return tuple(arrays)
 
 
+def map_repeats(settings, train_directories):
+    """How many times each training map is drawn per epoch, from `--repeats` (one count per data set).
+
+    Returns None without `--repeats`. The counts follow the maps' order in `load_split`: data set by
+    data set, each set's (finished) rows in order.
+    """
+    if settings.repeats is None:
+        return None
+    if len(settings.repeats) != len(train_directories):
+        raise ValueError(f"--repeats has {len(settings.repeats)} counts for {len(train_directories)} data sets "
+                         f"({', '.join(str(directory.parent) for directory in train_directories)})")
+    if min(settings.repeats) < 1:
+        raise ValueError(f"--repeats {' '.join(map(str, settings.repeats))}: every count must be at least 1")
+    if settings.max_training_maps is not None:
+        raise ValueError("--repeats and --max-training-maps cannot be combined: the subset is drawn across data sets")
+    counts = []
+    for directory in train_directories:
+        number_of_maps = len(np.load(directory / "luminosity_V.npy", mmap_mode="r"))
+        rows = finished_rows(directory, number_of_maps, settings.finished_clusters_only)
+        counts.append(number_of_maps if rows is None else len(rows))
+    return np.repeat(np.asarray(settings.repeats), counts)
+
+
 # --- 2 and 3. Standardised, augmented batches -------------------------------------------------------
 class MapBatches(keras.utils.PyDataset):
     """Batches of standardised (flux map, target); augmented and shuffled when given a Generator.
@@ -247,26 +276,29 @@ class MapBatches(keras.utils.PyDataset):
     batch_size : int
     generator : numpy.random.Generator or None
         Draws the shuffling and the dihedral transforms; None gives the fixed validation order.
+    repeats : numpy.ndarray of int or None
+        How many times each map is drawn per epoch (training only); None: once each.
     """
 
-    def __init__(self, flux, targets, constants, network, batch_size, generator=None):
+    def __init__(self, flux, targets, constants, network, batch_size, generator=None, repeats=None):
         super().__init__()
         self.flux, self.batch_size, self.generator = flux, batch_size, generator
+        self.repeated_rows = None if repeats is None else np.repeat(np.arange(len(flux)), repeats)
         self.targets = targets if isinstance(targets, (list, tuple)) else (targets,)
         self.specifications = TARGETS[network]
         if len(self.targets) != len(self.specifications):
             raise ValueError(f"network {network} has {len(self.specifications)} targets, got {len(self.targets)}")
         self.flux_mean, self.flux_std = constants["luminosity_mean"], constants["luminosity_std"]
         self.target_constants = [(constants[f"{key}_mean"], constants[f"{key}_std"]) for _, _, key, _ in self.specifications]
-        self.order = np.arange(len(flux))
+        self.order = np.arange(len(flux)) if self.repeated_rows is None else self.repeated_rows
 
     def __len__(self):
-        return math.ceil(len(self.flux) / self.batch_size)
+        return math.ceil(len(self.order) / self.batch_size)
 
     def shuffle(self):
         """Draw a new order of the maps for the next epoch (training only)."""
         if self.generator is not None:
-            self.order = self.generator.permutation(len(self.flux))
+            self.order = self.generator.permutation(len(self.flux) if self.repeated_rows is None else self.repeated_rows)
 
     def __getitem__(self, index):
         # Sorted rows read faster from a memory map; the order inside a batch does not matter.
@@ -473,7 +505,7 @@ def resume_or_start(model, generator, run_directory, settings):
     generator.bit_generator.state = state["generator_state"]
     for variable, value in zip(dropout_random_states(model), state["dropout_random_states"]):
         variable.assign(np.asarray(value, dtype=variable.dtype))
-    changed = [key for key in ("data_directory", "batch_size", "max_training_maps", "mixed_precision", "seed")
+    changed = [key for key in ("data_directory", "repeats", "batch_size", "max_training_maps", "mixed_precision", "seed")
                if state["settings"].get(key) != getattr(settings, key)]
     if changed:
         print(f"{model.name}: warning: resuming with settings that differ from the saved run: {', '.join(changed)}")
@@ -552,7 +584,8 @@ def train_network(network, settings, started=None):
     generator = np.random.default_rng(settings.seed)
     training_arrays = load_split(train_directories if len(train_directories) > 1 else train_directories[0], network,
                                  settings.max_training_maps, settings.seed, settings.finished_clusters_only)
-    training = MapBatches(training_arrays[0], training_arrays[1:], constants, network, settings.batch_size, generator)
+    training = MapBatches(training_arrays[0], training_arrays[1:], constants, network, settings.batch_size, generator,
+                          map_repeats(settings, train_directories))
     validation_arrays = load_split(data_directories[0] / "validation", network)
     validation = MapBatches(validation_arrays[0], validation_arrays[1:], constants, network, settings.batch_size)
 

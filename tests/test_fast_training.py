@@ -155,3 +155,27 @@ def test_the_dihedral_average_is_the_same_for_every_orientation_and_is_part_of_t
     (trained / ARCHITECTURE_FILE).write_text(json.dumps({**record, DIHEDRAL_AVERAGE_KEY: "yes"}))
     with pytest.raises(ValueError, match="must be true or false"):
         open_model(trained)
+
+
+def test_repeats_draw_each_data_set_its_number_of_times_per_epoch(data_directory, tmp_path):
+    # The same data set twice, the second drawn twice per epoch: every map of the second copy appears
+    # twice in an epoch's order, every map of the first once, and the epoch is 3 × N maps long.
+    number_of_maps = len(np.load(data_directory / "train" / "luminosity_V.npy"))
+    settings = training_settings(data_directory, tmp_path, "fast", 1, 4, "--repeats", "1", "2")
+    settings.data_directory = [str(data_directory)] * 2
+    repeats = train_piDOC.map_repeats(settings, [data_directory / "train"] * 2)
+    assert repeats.tolist() == [1] * number_of_maps + [2] * number_of_maps
+    flux, mass, distance_age = train_piDOC.load_split([data_directory / "train"] * 2, "fast")
+    constants = standardization.read_standardization(data_directory / "standardization_files")
+    batches = train_piDOC.MapBatches(flux, (mass, distance_age), constants, "fast", 4, np.random.default_rng(0), repeats)
+    batches.shuffle()
+    counts = np.bincount(batches.order, minlength=2 * number_of_maps)
+    assert counts.tolist() == repeats.tolist() and len(batches) == -(-3 * number_of_maps // 4)
+    _, state = train_piDOC.train_network("fast", settings)
+    assert state["epoch"] == 1 and np.isfinite(state["best_val_loss"]) and state["settings"]["repeats"] == [1, 2]
+    with pytest.raises(ValueError, match="--repeats has 1 counts for 2 data sets"):
+        settings.repeats = [2]
+        train_piDOC.map_repeats(settings, [data_directory / "train"] * 2)
+    with pytest.raises(ValueError, match="at least 1"):
+        settings.repeats = [1, 0]
+        train_piDOC.map_repeats(settings, [data_directory / "train"] * 2)

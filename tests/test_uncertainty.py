@@ -224,6 +224,29 @@ def test_pixel_intervals_use_the_fitted_scale_model(committed_calibration, commi
     np.testing.assert_allclose(intervals[0.95][1].ravel(), expected_upper, rtol=1e-5, atol=1e-5)
 
 
+def test_pixel_coverage_selects_pixels_by_truth_or_by_prediction(committed_calibration, committed_predictions):
+    # Truth = prediction everywhere (inside every interval, which holds its point), except the pixels
+    # predicted below the limit, whose truth is put 3 dex higher: above the limit, far outside their
+    # interval. Selected by truth they count and lower the coverage by exactly their share; selected
+    # by prediction they do not count, and the coverage is 100 %.
+    log_flux = np.load(INPUT_DIRECTORY / "luminosity_V_testset.npy")[:2]
+    predicted_log_mass, predicted_distance_age = (prediction[:2] for prediction in committed_predictions)
+    limit = -1.0
+    moved = (predicted_log_mass < limit) & (predicted_log_mass + 3.0 > limit)
+    truth = np.where(moved, predicted_log_mass + 3.0, predicted_log_mass)
+    result = coverage.pixel_coverage(committed_calibration, log_flux, truth, predicted_log_mass,
+                                     predicted_distance_age, limit, (0.95,))
+    by_truth, by_prediction = result["truth"][0][0.95], result["prediction"][0][0.95]
+    kept = (predicted_log_mass > limit).reshape(2, -1).sum(axis=1)
+    share_moved = moved.reshape(2, -1).sum(axis=1) / (kept + moved.reshape(2, -1).sum(axis=1))
+    assert moved.sum() > 1000
+    np.testing.assert_allclose(by_prediction, 1.0)
+    np.testing.assert_allclose(by_truth, 1.0 - share_moved)
+    with pytest.raises(ValueError, match="pixel selection 'observed'"):
+        coverage.pixel_coverage(committed_calibration, log_flux, truth, predicted_log_mass, predicted_distance_age,
+                                limit, (0.95,), selections=("observed",))
+
+
 def plummer_log_flux(offset_arcsec, scale_radius_arcsec=8.0):
     """log10 of a smooth Plummer surface brightness centred `offset_arcsec` (row, column) from the
     frame's centre, with a floor where the light is 10⁶ times fainter than the centre."""

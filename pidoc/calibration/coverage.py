@@ -2,7 +2,8 @@
 
 Maps of one cluster (ages, projections, distances) are correlated, so every coverage here is the
 mean over clusters of the per-cluster fraction of maps covered (for pixels: of the pixels with true
-log10 M above a limit), with its standard error over clusters. Used by `evaluate_piDOC.py` on any
+log10 M above a limit, and beside it of those *predicted* above it), with its standard error over
+clusters. Used by `evaluate_piDOC.py` on any
 split and by `piDOC_predictions.py` on the committed test maps; the figure is the reliability
 diagram (empirical against nominal coverage), pooled and per true distance.
 """
@@ -49,27 +50,50 @@ def coverage_table(covered, widths, cluster_ids):
     return result
 
 
+PIXEL_SELECTIONS = ("truth", "prediction")
+
+
 def pixel_coverage(calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
-                   pixel_mass_limit_log_msun, levels):
-    """Per map: the fraction of pixels with true log10 M above the limit inside their interval, and
-    the mean width of those intervals (dex), per level; computed `uncertainty.PIXEL_CHUNK_MAPS` maps at a time."""
+                   pixel_mass_limit_log_msun, levels, selections=PIXEL_SELECTIONS):
+    """Per map: the fraction of pixels above the mass limit inside their interval, and the mean width of
+    those intervals (dex), per level; computed `uncertainty.PIXEL_CHUNK_MAPS` maps at a time.
+
+    A selection says which log10 M must exceed the limit: the true one ("truth", the figure the issues
+    quote) or π-DOC's prediction ("prediction", what an observer can select on). They differ on
+    purpose: the intervals' conformal groups are bins of *predicted* log M, so their guarantee is for
+    pixels chosen by prediction. Chosen by truth, the pixels just above the limit that π-DOC reads too
+    low are kept and those it reads too high are dropped, which lowers the coverage of the lower tail.
+
+    Returns
+    -------
+    dict
+        selection → (covered, widths), each level → (N,) float array (NaN for a map without a
+        selected pixel).
+    """
+    for selection in selections:
+        if selection not in PIXEL_SELECTIONS:
+            raise ValueError(f"pixel selection {selection!r}: expected one of {PIXEL_SELECTIONS}")
     number_of_maps = len(predicted_distance_age)
-    covered = {level: np.full(number_of_maps, np.nan) for level in levels}
-    widths = {level: np.full(number_of_maps, np.nan) for level in levels}
+    result = {selection: ({level: np.full(number_of_maps, np.nan) for level in levels},
+                          {level: np.full(number_of_maps, np.nan) for level in levels}) for selection in selections}
     for start in range(0, number_of_maps, uncertainty.PIXEL_CHUNK_MAPS):
         chunk = slice(start, min(start + uncertainty.PIXEL_CHUNK_MAPS, number_of_maps))
         bounds = uncertainty.pixel_intervals(calibration, log_flux_maps[chunk], predicted_log_mass_maps[chunk],
-                                 predicted_distance_age[chunk], levels)
+                                             predicted_distance_age[chunk], levels)
         truth = np.asarray(true_log_mass_maps[chunk], dtype=np.float64).reshape(chunk.stop - start, -1)
-        selected = truth > pixel_mass_limit_log_msun
-        counts = selected.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for level in levels:
-                lower, upper = (bound.reshape(truth.shape) for bound in bounds[level])
-                inside = ((lower <= truth) & (truth <= upper) & selected).sum(axis=1)
-                covered[level][chunk] = np.where(counts > 0, inside / counts, np.nan)
-                widths[level][chunk] = np.where(counts > 0, np.where(selected, upper - lower, 0.0).sum(axis=1) / counts, np.nan)
-    return covered, widths
+        selectors = {"truth": truth,
+                     "prediction": np.asarray(predicted_log_mass_maps[chunk], dtype=np.float64).reshape(truth.shape)}
+        for selection, (covered, widths) in result.items():
+            selected = selectors[selection] > pixel_mass_limit_log_msun
+            counts = selected.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for level in levels:
+                    lower, upper = (bound.reshape(truth.shape) for bound in bounds[level])
+                    inside = ((lower <= truth) & (truth <= upper) & selected).sum(axis=1)
+                    covered[level][chunk] = np.where(counts > 0, inside / counts, np.nan)
+                    widths[level][chunk] = np.where(
+                        counts > 0, np.where(selected, upper - lower, 0.0).sum(axis=1) / counts, np.nan)
+    return result
 
 
 def scalar_coverage(calibration, log_flux_maps, true_log_mass_maps, true_distance_age, predicted_log_mass_maps,
@@ -102,7 +126,8 @@ def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distanc
 
     Widths are in the calibrated variables (dex for distance, total mass and M/L_V, Gyr for age, dex
     per pixel). Coverage of the per-pixel intervals counts the pixels with true log10 M above
-    `pixel_mass_limit_log_msun`, averaged per map, then per cluster.
+    `pixel_mass_limit_log_msun`, averaged per map, then per cluster; "pixel_mass_by_prediction"
+    counts those with *predicted* log10 M above it instead (`pixel_coverage`).
 
     Returns
     -------
@@ -115,9 +140,10 @@ def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distanc
     true_distance_age = np.asarray(true_distance_age, dtype=np.float64)
     covered, widths, intervals, truths = scalar_coverage(calibration, log_flux_maps, true_log_mass_maps, true_distance_age,
                                                          predicted_log_mass_maps, predicted_distance_age, levels)
-    covered["pixel_mass"], widths["pixel_mass"] = pixel_coverage(
-        calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps, predicted_distance_age,
-        pixel_mass_limit_log_msun, levels)
+    pixels = pixel_coverage(calibration, log_flux_maps, true_log_mass_maps, predicted_log_mass_maps,
+                            predicted_distance_age, pixel_mass_limit_log_msun, levels)
+    for quantity, selection in (("pixel_mass", "truth"), ("pixel_mass_by_prediction", "prediction")):
+        covered[quantity], widths[quantity] = pixels[selection]
     number_of_maps = len(true_distance_age)
 
     report = {"levels": list(levels), "number_of_maps": int(number_of_maps),
@@ -145,7 +171,8 @@ def coverage_report(calibration, log_flux_maps, true_log_mass_maps, true_distanc
 
 # Why a width can be undefined, per quantity: its calibrated variable is undefined for every map.
 UNDEFINED_WIDTH_REASONS = {"distance": "undefined (D ≤ 0 for every map)", "mass_to_light": "undefined (D ≤ 0 for every map)",
-                           "pixel_mass": "undefined (no pixel above the mass limit)"}
+                           "pixel_mass": "undefined (no pixel above the mass limit)",
+                           "pixel_mass_by_prediction": "undefined (no pixel predicted above the mass limit)"}
 
 
 def coverage_cell(entry):
@@ -179,7 +206,8 @@ def coverage_rows(report, levels=INTERVAL_LEVELS):
 
 
 COVERAGE_HEADERS = ["quantity", "sample", "68 % coverage", "68 % width", "95 % coverage", "95 % width"]
-WIDTH_UNITS = {"distance": "dex", "age": "Gyr", "total_mass": "dex", "mass_to_light": "dex", "pixel_mass": "dex"}
+WIDTH_UNITS = {"distance": "dex", "age": "Gyr", "total_mass": "dex", "mass_to_light": "dex", "pixel_mass": "dex",
+               "pixel_mass_by_prediction": "dex"}
 
 
 # ==================================================================================================
@@ -188,7 +216,8 @@ WIDTH_UNITS = {"distance": "dex", "age": "Gyr", "total_mass": "dex", "mass_to_li
 COVERAGE_FIGURE_FILE = "Interval_coverage.png"
 COVERAGE_TABLE_FILE = "interval_coverage.txt"
 QUANTITY_LABELS = {"distance": "distance", "age": "age", "total_mass": "total mass", "mass_to_light": "global M/L_V",
-                   "pixel_mass": "pixel mass (log M > -1)"}
+                   "pixel_mass": "pixel mass (log M > -1)",
+                   "pixel_mass_by_prediction": "pixel mass (predicted log M > -1)"}
 
 
 def coverage_figure(path, report):
