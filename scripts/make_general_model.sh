@@ -19,9 +19,16 @@
 # - data/general_extra: 1,000 more Milky Way training clusters (seed 2022), added from epoch 81 on
 #   (2026-12-03, fifth session): the first 80 epochs' learning curves had flattened with the
 #   validation loss 30 % above the training loss, which asks for more clusters, not more epochs.
+# - data/general_calibration_seed2023: 300 more calibration clusters and 200 more boundary clusters
+#   (seed 2023; 2026-12-04, sixth session), so the conformal quantiles rest on 600 clusters instead
+#   of 300 (docs/uncertainty.md, "Calibration clusters").
 # The training split is the union of the train/ folders. The run is standardised with the constants
 # of the split it started on (data/general + data/general_cb21), which it keeps when the split grows;
 # the learning rate is raised once, to 3e-5, when it does (train_piDOC.py --reset-learning-rate).
+# From epoch 90 on (2026-12-04) the cb21 maps are drawn twice per epoch (--repeats 1 1 2): with the
+# extra Milky Way clusters they had fallen from 15 % to 8 % of the maps seen, and the ages of the
+# paper's N0 = 5×10⁴ clusters drifted 1.4 Gyr old (MODEL_CARD.md, fifth session); twice brings them
+# back to 15 %.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 training_minutes=${1:-}
@@ -48,7 +55,7 @@ if [ ! -f "$runs/fast/training_state.json" ] && [ -f "$model/training_state/trai
     cp "$model/training_log.csv" "$runs/fast/training_log.csv"
 fi
 python3 train_piDOC.py --networks fast --data-directory data/general data/general_extra data/general_cb21 \
-    --output-directory "$model" --runs-directory "$runs" --mixed-precision mixed_bfloat16 \
+    --repeats 1 1 2 --output-directory "$model" --runs-directory "$runs" --mixed-precision mixed_bfloat16 \
     --epochs "$epochs" --batch-size 32 --learning-rate 1e-3 --plateau-patience 4 --reset-learning-rate 3e-5 \
     ${training_minutes:+--max-minutes "$training_minutes"}
 cp "$runs/fast/training_log.csv" "$model/training_log.csv"
@@ -62,8 +69,10 @@ cp -r "$runs/fast/standardization_files" "$model/training_state/"
 echo "== 3. calibration (intervals and the domain verdict)"
 python3 make_mock_clusters.py --preset milky-way --test-age-range-gyr 1 14 --output-directory data/general \
     --splits calibration boundary
-python3 calibrate_piDOC.py data/general/calibration --trained-directory "$model" \
-    --boundary-directory data/general/boundary
+python3 make_mock_clusters.py --preset milky-way --seed 2023 --test-age-range-gyr 1 14 \
+    --output-directory data/general_calibration_seed2023 --splits calibration boundary
+python3 calibrate_piDOC.py data/general/calibration data/general_calibration_seed2023/calibration \
+    --trained-directory "$model" --boundary-directory data/general/boundary data/general_calibration_seed2023/boundary
 
 echo "== 4. evaluation on the held-out splits"
 python3 evaluate_piDOC.py data/general/test --trained-directory "$model" \
