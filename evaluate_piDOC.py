@@ -297,7 +297,8 @@ def main_leave_one_family_out(options):
     results = mixture.leave_one_family_out(families)
     text = (f"Leave one family out with {options.trained_directory}: each family scored with intervals and verdicts "
             f"calibrated on the {len(families) - 1} others (coverage in percent of maps, averaged per cluster, ± its "
-            f"standard error; mean widths in " + ", ".join(f"{quantity} {unit}" for quantity, unit in coverage.WIDTH_UNITS.items())
+            f"standard error; mean widths in " + ", ".join(f"{quantity} {coverage.WIDTH_UNITS[quantity]}"
+                                                           for quantity in mixture.COVERAGE_QUANTITIES)
             + "; % outside: maps flagged by the domain verdict)\n")
     text += "\n".join(f"  {family['name']}: {family['split_directory']}, {len(family['log_flux_maps'])} maps of "
                        f"{len(np.unique(family['cluster_ids']))} clusters" for family in families) + "\n\n"
