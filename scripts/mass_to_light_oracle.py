@@ -7,13 +7,16 @@ true properties of each map, in three nested sets, and the mean |10^residual −
 pooled and per decade of present-day mass. The fit is in-sample on the split it reads, so use a
 calibration split, never the test split.
 
-    PYTHONPATH=. python3 scripts/mass_to_light_oracle.py data/general/calibration
+    python3 scripts/mass_to_light_oracle.py data/general/calibration
 """
 import argparse
-import csv
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pidoc.io import read_metadata_column  # noqa: E402
 
 SPLIT_DIRECTORY = "data/general/calibration"
 # The general model's domain (issue 13): present-day masses of 10⁴–10⁶ M☉.
@@ -21,15 +24,15 @@ MASS_RANGE_LOG_MSUN = (4.0, 6.0)
 OLD_AGE_GYR = 10.0
 
 
+# The metadata columns the oracle reads (make_mock_clusters.py writes them, one row per map).
+COLUMNS = ("total_mass_msun", "field_mass_to_light_v", "age_gyr", "metallicity_feh", "retained_black_holes",
+           "relaxation_times_elapsed", "segregation_delta", "distance_kpc", "half_mass_radius_pc")
+
+
 def read_metadata(split_directory):
-    """The metadata columns of a split as float arrays, keeping the maps inside MASS_RANGE_LOG_MSUN."""
+    """The oracle's metadata columns of a split as float arrays, keeping the maps inside MASS_RANGE_LOG_MSUN."""
     path = Path(split_directory) / "metadata.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metadata.csv in {split_directory}")
-    with open(path, newline="") as metadata_file:
-        rows = list(csv.DictReader(metadata_file))
-    columns = {key: np.array([float(row[key] == "True") if row[key] in ("True", "False") else float(row[key])
-                              for row in rows]) for key in rows[0]}
+    columns = {column: read_metadata_column(path, column) for column in COLUMNS}
     log_mass = np.log10(columns["total_mass_msun"])
     keep = (log_mass >= MASS_RANGE_LOG_MSUN[0]) & (log_mass < MASS_RANGE_LOG_MSUN[1]) & (columns["field_mass_to_light_v"] > 0)
     if not keep.any():
