@@ -442,7 +442,9 @@ def test_a_held_out_family_never_enters_its_own_calibration(committed, monkeypat
         assert set().union(*(map_digests(family["log_flux_maps"]) for family in others)) == seen[position]["maps"]
         assert entry["calibration_families"] == [family["name"] for family in others]
         pooled = entry["coverage"]["pooled"]
-        assert set(pooled) == set(mixture.COVERAGE_QUANTITIES)
+        # Every quantity of the table is reported; the coverage report may hold more (the pixel row
+        # selected by predicted mass), which the table leaves out.
+        assert set(mixture.COVERAGE_QUANTITIES) <= set(pooled)
         assert all(0.0 <= pooled[quantity][level]["coverage_percent"] <= 100.0 for quantity in pooled for level in (0.68, 0.95))
         assert 0.0 <= entry["percent_outside"] <= 100.0
     assert len(mixture.leave_one_family_out_rows(results)) == 3 * len(mixture.COVERAGE_QUANTITIES)
