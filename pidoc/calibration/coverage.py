@@ -62,7 +62,8 @@ def pixel_coverage(calibration, log_flux_maps, true_log_mass_maps, predicted_log
     quote) or π-DOC's prediction ("prediction", what an observer can select on). They differ on
     purpose: the intervals' conformal groups are bins of *predicted* log M, so their guarantee is for
     pixels chosen by prediction. Chosen by truth, the pixels just above the limit that π-DOC reads too
-    low are kept and those it reads too high are dropped, which lowers the coverage of the lower tail.
+    low are kept and those it reads too high are dropped, which can lower the coverage (on the general
+    fast model the two agree within 0.2 points, docs/uncertainty.md).
 
     Returns
     -------
