@@ -21,7 +21,7 @@
 #   validation loss 30 % above the training loss, which asks for more clusters, not more epochs.
 # - data/general_calibration_seed2023: 300 more calibration clusters and 200 more boundary clusters
 #   (seed 2023; 2026-12-04, sixth session), so the conformal quantiles rest on 600 clusters instead
-#   of 300 (docs/uncertainty.md, "Calibration clusters").
+#   of 300 (docs/uncertainty.md, "The general fast model").
 # The training split is the union of the train/ folders. The run is standardised with the constants
 # of the split it started on (data/general + data/general_cb21), which it keeps when the split grows;
 # the learning rate is raised once, to 3e-5, when it does (train_piDOC.py --reset-learning-rate).
