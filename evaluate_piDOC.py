@@ -28,7 +28,8 @@ Leave one family out (`--leave-one-family-out SPLIT [SPLIT ...]`, one calibratio
 family of `make_mock_clusters.py --nuisance`, each with its boundary split beside it): for each family,
 calibrate on all the others in memory (no calibration.json is written) and report, on the held-out
 family, the coverage and mean width of the 68 % and 95 % intervals of the distance, age, total mass,
-M/L_V and pixel mass, and the percentage of its maps flagged `outside` (`pidoc.calibration.mixture`).
+M/L_V and pixel mass, and the percentage of its maps flagged `outside` (`pidoc.calibration.mixture`);
+the seeing and noise families again per bin of their seeing FWHM and noise level (`mixture.CONDITION_BINS`).
 Written as `leave_one_family_out.txt` and `.json`, by default to `runs/evaluation/leave_one_family_out/`.
 """
 import argparse
@@ -304,6 +305,11 @@ def main_leave_one_family_out(options):
                        f"{len(np.unique(family['cluster_ids']))} clusters" for family in families) + "\n\n"
     text += tabulate(mixture.leave_one_family_out_rows(results), headers=mixture.leave_one_family_out_headers(),
                      disable_numparse=True) + "\n"
+    condition_rows = mixture.condition_rows(results)
+    if condition_rows:
+        text += ("\nThe observing conditions, per bin of the held-out family's own condition (coverage in percent of "
+                 "maps, averaged per cluster):\n\n"
+                 + tabulate(condition_rows, headers=mixture.condition_headers(), disable_numparse=True) + "\n")
     print(text)
     output_directory = options.output_directory or DEFAULT_OUTPUT_PARENT / "leave_one_family_out"
     output_directory.mkdir(parents=True, exist_ok=True)

@@ -450,6 +450,29 @@ def test_a_held_out_family_never_enters_its_own_calibration(committed, monkeypat
     assert len(mixture.leave_one_family_out_rows(results)) == 3 * len(mixture.COVERAGE_QUANTITIES)
 
 
+def test_a_held_out_condition_family_is_scored_per_bin_of_its_condition(committed):
+    families = pseudo_families(committed)
+    for family in families:
+        members = np.isin(np.array([int(row["cluster_id"]) for row in committed["metadata"]]), family["cluster_ids"])
+        family["conditions"] = {"distance_kpc": committed["true_distance_age"][members, 0].astype(np.float64)}
+    edges = (10.0, 20.0, 40.0, 70.0, 90.0)
+    results = mixture.leave_one_family_out(families, condition_bins={"family1": ("distance_kpc", edges)})
+    assert "by_condition" not in results["family0"] and "by_condition" not in results["family2"]
+    bins = results["family1"]["by_condition"]
+    # The committed maps lie at 15, 30, 60 and 80 kpc: one bin each, the last one closed at 90.
+    distances = families[1]["conditions"]["distance_kpc"]
+    assert [cell["number_of_maps"] for cell in bins] == [int(np.sum((distances >= low) & (distances < high)))
+                                                         for low, high in zip(edges[:-1], edges[1:])]
+    assert sum(cell["number_of_maps"] for cell in bins) == len(families[1]["log_flux_maps"])
+    # The bins' flags add up to the family's, weighted by their maps.
+    flagged = sum(cell["percent_outside"] * cell["number_of_maps"] for cell in bins) / len(distances)
+    assert flagged == pytest.approx(results["family1"]["percent_outside"])
+    for cell in bins:
+        assert all(0.0 <= cell["pooled"][quantity][0.68]["coverage_percent"] <= 100.0 for quantity in mixture.COVERAGE_QUANTITIES)
+    rows = mixture.condition_rows(results)
+    assert len(rows) == len(bins) and rows[0][1] == "distance_kpc 10–20"
+
+
 def test_families_of_one_seed_or_one_name_are_refused(committed):
     families = pseudo_families(committed)
     families[1]["seed"] = families[0]["seed"]

@@ -24,13 +24,23 @@ import numpy as np
 
 from pidoc.calibration import coverage, domain, uncertainty
 from pidoc.calibration.uncertainty import INTERVAL_LEVELS
-from pidoc.splits import load_cluster_ids, load_split, predict_split
+from pidoc.io import read_metadata_column
+from pidoc.splits import METADATA_FILE, load_cluster_ids, load_split, predict_split
 
 # Cluster ids of make_mock_clusters.py stay below 5 × 10⁶ (split code × 10⁶ + index); this offset keeps
 # the ids of different families apart.
 FAMILY_CLUSTER_ID_OFFSET = 100_000_000
 NOMINAL_FAMILY = "nominal"
 COVERAGE_QUANTITIES = ("distance", "age", "total_mass", "mass_to_light", "pixel_mass")
+# Seeing and noise are conditions an observer measures, not unknowns of the cluster: a held-out seeing
+# or noise family is also scored in bins of its condition (from metadata.csv), so that the tolerance
+# can be read off, i.e. how far the matched PSF may lie from π-DOC's 2.5″ and how bright the noise per
+# pixel may be before the intervals stop holding (docs/uncertainty.md, "Observing conditions"). The
+# bins span the families' ranges (docs/mock_clusters.md, "Nuisance families"), finer near 2.5″.
+CONDITION_BINS = {
+    "seeing": ("seeing_fwhm_arcsec", (2.2, 2.3, 2.4, 2.45, 2.55, 2.6, 2.7, 2.8)),
+    "noise": ("noise_surface_brightness_mag_arcsec2", (25.0, 25.5, 26.0, 26.5, 27.0)),
+}
 
 
 def data_set_settings(split_directory):
@@ -79,11 +89,63 @@ def load_family(split_directory, model, boundary_directory=None, cache_directory
         "boundary_directory": str(boundary_directory), "seed": data_set_settings(split_directory).get("seed"),
         "log_flux_maps": log_flux_maps, "true_log_mass_maps": true_log_mass_maps, "true_distance_age": true_distance_age,
         "predicted_log_mass_maps": predicted_log_mass_maps, "predicted_distance_age": predicted_distance_age,
-        "cluster_ids": np.asarray(cluster_ids),
+        "cluster_ids": np.asarray(cluster_ids), "conditions": family_conditions(split_directory),
         "boundary": {"log_flux_maps": boundary_log_flux_maps, "predicted_log_mass_maps": boundary_predicted_log_mass_maps,
                      "predicted_distance_age": boundary_predicted_distance_age,
                      "true_distance_kpc": np.asarray(boundary_true_distance_age, dtype=np.float64)[:, 0]},
     }
+
+
+def family_conditions(split_directory, condition_bins=None):
+    """Column → one value per map, for the condition columns of `CONDITION_BINS` the split's metadata holds."""
+    path = Path(split_directory) / METADATA_FILE
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        header = handle.readline().strip().split(",")
+    columns = [column for column, _ in (CONDITION_BINS if condition_bins is None else condition_bins).values()]
+    return {column: read_metadata_column(path, column) for column in columns if column in header}
+
+
+def condition_breakdown(calibration, family, cluster_ids, outside, column, edges, levels=INTERVAL_LEVELS):
+    """Coverage and flags of one held-out family in bins of an observing condition.
+
+    Parameters
+    ----------
+    calibration : dict
+        Fitted without the family (`calibrate`).
+    family : dict
+        As `load_family` returns it, with `family["conditions"][column]` one value per map.
+    cluster_ids : numpy.ndarray
+        The family's offset cluster ids (`family_cluster_ids`).
+    outside : numpy.ndarray of bool
+        Which of its maps the verdict flags.
+    column : str
+    edges : sequence of float
+        Bin edges; a bin holds low ≤ value < high, the last one also its upper edge.
+
+    Returns
+    -------
+    list of dict
+        Per non-empty bin: "column", "low", "high", "number_of_maps", "number_of_clusters",
+        "percent_outside" and "pooled" (quantity → level → coverage, as `coverage.coverage_report`).
+    """
+    values = np.asarray(family["conditions"][column], dtype=np.float64)
+    if len(values) != len(family["log_flux_maps"]):
+        raise ValueError(f"{family['split_directory']}: {len(values)} values of {column} for {len(family['log_flux_maps'])} maps")
+    rows = []
+    for index, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+        chosen = (values >= low) & ((values < high) | ((index == len(edges) - 2) & (values == high)))
+        if not chosen.any():
+            continue
+        report = coverage.coverage_report(calibration, family["log_flux_maps"][chosen], family["true_log_mass_maps"][chosen],
+                                          np.asarray(family["true_distance_age"])[chosen],
+                                          family["predicted_log_mass_maps"][chosen],
+                                          np.asarray(family["predicted_distance_age"])[chosen], cluster_ids[chosen], levels=levels)
+        rows.append({"column": column, "low": float(low), "high": float(high), "number_of_maps": int(chosen.sum()),
+                     "number_of_clusters": report["number_of_clusters"],
+                     "percent_outside": 100.0 * float(outside[chosen].mean()), "pooled": report["pooled"]})
+    return rows
 
 
 def check_families(families):
@@ -145,7 +207,7 @@ def calibrate(families, positions=None):
                                        boundary=arguments["boundary"])
 
 
-def leave_one_family_out(families, levels=INTERVAL_LEVELS):
+def leave_one_family_out(families, levels=INTERVAL_LEVELS, condition_bins=None):
     """For each family: calibrate on all the others, in memory, and score it.
 
     Parameters
@@ -154,6 +216,9 @@ def leave_one_family_out(families, levels=INTERVAL_LEVELS):
         As `load_family` returns them (at least two).
     levels : tuple of float
         Interval levels to score (default 68 % and 95 %).
+    condition_bins : dict, optional
+        Family name → (metadata column, bin edges) of the families also scored per bin of an
+        observing condition (default `CONDITION_BINS`); used where the family has that column.
 
     Returns
     -------
@@ -161,11 +226,13 @@ def leave_one_family_out(families, levels=INTERVAL_LEVELS):
         family name → {"coverage": `coverage.coverage_report` on the held-out family (distance, age,
         total mass, M/L_V, pixel mass), "percent_outside" and "number_of_maps" (its domain flags),
         "calibration_families", "calibration_cluster_ids" (sorted, offset ids the calibration used) and
-        "held_out_cluster_ids" (the same for the held-out family)}.
+        "held_out_cluster_ids" (the same for the held-out family), and "by_condition"
+        (`condition_breakdown`) for the families of `condition_bins`}.
     """
     if len(families) < 2:
         raise ValueError(f"leaving one family out needs at least two families, got {len(families)}")
     check_families(families)
+    condition_bins = CONDITION_BINS if condition_bins is None else condition_bins
     results = {}
     for held_out_position, held_out in enumerate(families):
         positions = [position for position in range(len(families)) if position != held_out_position]
@@ -184,6 +251,12 @@ def leave_one_family_out(families, levels=INTERVAL_LEVELS):
                                                                  for family, position in zip(others, positions)])).tolist(),
             "held_out_cluster_ids": np.unique(held_out_ids).tolist(),
         }
+        column, edges = condition_bins.get(held_out["name"], (None, None))
+        if column is not None and column in held_out.get("conditions", {}):
+            outside = np.zeros(len(held_out["log_flux_maps"]), dtype=bool)
+            outside[flags["outside_map_indices"]] = True
+            results[held_out["name"]]["by_condition"] = condition_breakdown(calibration, held_out, held_out_ids, outside,
+                                                                            column, edges, levels)
     return results
 
 
@@ -201,6 +274,25 @@ def leave_one_family_out_rows(results, levels=INTERVAL_LEVELS):
             row.append(f"{entry['percent_outside']:.1f}")
             rows.append(row)
     return rows
+
+
+def condition_rows(results, levels=INTERVAL_LEVELS):
+    """Table rows of the per-condition scores: family, bin, maps, clusters, % outside, then per level
+    the coverage of distance / age / total mass / M/L_V / pixel mass."""
+    rows = []
+    for name, entry in results.items():
+        for cell in entry.get("by_condition", []):
+            row = [name, f"{cell['column']} {cell['low']:g}–{cell['high']:g}", cell["number_of_maps"],
+                   cell["number_of_clusters"], f"{cell['percent_outside']:.1f}"]
+            row += [" / ".join(number_text(cell["pooled"][quantity][level]["coverage_percent"], 0)
+                               for quantity in COVERAGE_QUANTITIES) for level in levels]
+            rows.append(row)
+    return rows
+
+
+def condition_headers(levels=INTERVAL_LEVELS):
+    return (["held-out family", "condition", "maps", "clusters", "% outside"]
+            + [f"{round(100 * level)} % coverage: " + " / ".join(COVERAGE_QUANTITIES) for level in levels])
 
 
 def number_text(value, digits):
