@@ -1,7 +1,7 @@
 """π-DOC on observed images: FITS + WCS in; π-DOC's input map, mass map, distance and age out.
 
     python3 piDOC_observation.py [IMAGE.fits ...] [--ra DEG --dec DEG] [--hdu N_OR_NAME ... | --all-hdus]
-        [--zeropoint-vega MAG ...] [--ebv MAG] [--psf-fwhm-arcsec X ...] [--units UNIT ...]
+        [--zeropoint-vega MAG ...] [--ebv MAG] [--psf-fwhm-arcsec X ...] [--psf-fwhm-relative-error F] [--units UNIT ...]
         [--background VALUE ... | --background-region X0 X1 Y0 Y1 ... | --background-outside-arcsec R]
         [--trained-directory DIR] [--output-directory DIR]
     python3 piDOC_observation.py --catalogue clusters.csv [--workers N | --scheduler ADDRESS] [--no-figures]
@@ -63,6 +63,7 @@ HDU = None                   # --hdu: index or EXTNAME (one, one per file, or se
 ZEROPOINT_VEGA_MAG = None    # --zeropoint-vega: V mag of 1 data unit/s; None = from PHOTFLAM/PHOTPLAM
 EBV_MAG = 0.0                # --ebv: E(B−V), A_V = 3.1 E(B−V)
 PSF_FWHM_ARCSEC = None       # --psf-fwhm-arcsec: None = per-instrument default (HST only)
+PSF_FWHM_RELATIVE_ERROR = observations.PSF_FWHM_RELATIVE_ERROR  # --psf-fwhm-relative-error: how well that FWHM is known
 BACKGROUND = None            # --background: sky in data units; None = pidoc.sky.estimate_sky (header, profile fit)
 UNITS = None                 # --units: overrides BUNIT (counts, counts/s, mag/arcsec2)
 GENERAL_TRAINED_DIRECTORY = PROJECT_DIRECTORY / "trained_piDOC" / "general"
@@ -105,6 +106,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--ebv", type=float, default=EBV_MAG, help="E(B-V) in mag; A_V = 3.1 E(B-V) (default 0)")
     parser.add_argument("--psf-fwhm-arcsec", type=float, nargs="+", default=PSF_FWHM_ARCSEC,
                         help="FWHM of the image PSF in arcsec, one or one per image (default: per instrument; must be <= 2.5)")
+    parser.add_argument("--psf-fwhm-relative-error", type=float, default=PSF_FWHM_RELATIVE_ERROR,
+                        help="how well the PSF FWHM is known, as a fraction (default %(default)s); a map whose matched "
+                             "seeing that error would move by more than observations.SEEING_TOLERANCE_ARCSEC is flagged")
     parser.add_argument("--background", type=float, nargs="+", default=BACKGROUND,
                         help="sky level in the image's data units per pixel, one or one per image (default: header "
                              "keyword or a cluster-profile fit; refused where neither decides)")
@@ -318,7 +322,8 @@ def run_images(arguments, trained_directory):
         sources, ra_deg=arguments.ra, dec_deg=arguments.dec, ebv=arguments.ebv,
         zeropoint_vega=single_or_list(arguments.zeropoint_vega), psf_fwhm_arcsec=single_or_list(arguments.psf_fwhm_arcsec),
         background=single_or_list(arguments.background), background_region=regions,
-        background_outside_arcsec=background_outside_arcsec, units=single_or_list(arguments.units))
+        background_outside_arcsec=background_outside_arcsec, units=single_or_list(arguments.units),
+        psf_fwhm_relative_error=arguments.psf_fwhm_relative_error)
     log_flux_maps = check_flux_maps(result["log_flux_map"])
     observations.input_map_header(result)  # a header that cannot be written fails here, before any output
     model = open_model(trained_directory, STANDARDIZATION_DIRECTORY / functions.STANDARDIZATION_SUBDIRECTORY)

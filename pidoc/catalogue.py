@@ -25,6 +25,7 @@ The catalogue (CSV, a header row, one row per cluster; `#` starts a comment line
 | hdu | no | HDU index or EXTNAME, one or one per image (`;`), or `all` for every 2-D image HDU |
 | background_region | no | `x0 x1 y0 y1` per image (`;` between images) |
 | background_outside_arcsec | no | the pixels beyond this radius are sky (the user's statement) |
+| psf_fwhm_relative_error | no | how well psf_fwhm_arcsec is known, e.g. 0.05 (default `observations.PSF_FWHM_RELATIVE_ERROR`) |
 """
 import csv
 import logging
@@ -40,7 +41,7 @@ from pidoc.io import check_flux_maps, save_text
 
 REQUIRED_COLUMNS = ("name", "images", "ra_deg", "dec_deg", "ebv")
 OPTIONAL_COLUMNS = ("zeropoint_vega", "background", "psf_fwhm_arcsec", "hdu", "units", "background_region",
-                    "background_outside_arcsec")
+                    "background_outside_arcsec", "psf_fwhm_relative_error")
 LIST_SEPARATOR = ";"
 ALL_HDUS = "all"
 # A cluster's name becomes a folder name: letters, digits, spaces and _ . + - only, not starting with a
@@ -144,6 +145,7 @@ def parse_row(row, catalogue_directory):
         if unit not in observations.UNIT_CHOICES:
             raise ValueError(f"units = {unit!r}: expected one of {', '.join(observations.UNIT_CHOICES)}")
     outside_text = (row.get("background_outside_arcsec") or "").strip()
+    psf_error_text = (row.get("psf_fwhm_relative_error") or "").strip()
     return {
         "paths": paths,
         "hdus": [] if all_hdus else hdus,
@@ -157,6 +159,8 @@ def parse_row(row, catalogue_directory):
         "units": None if not units else (units[0] if len(units) == 1 else units),
         "background_region": parse_regions(row.get("background_region")),
         "background_outside_arcsec": parse_number(outside_text, "background_outside_arcsec", 0.0) if outside_text else None,
+        "psf_fwhm_relative_error": (parse_number(psf_error_text, "psf_fwhm_relative_error", 0.0, 0.5) if psf_error_text
+                                    else observations.PSF_FWHM_RELATIVE_ERROR),
     }
 
 
@@ -242,7 +246,8 @@ def prepare_cluster(entry):
             sources_of(settings), ra_deg=settings["ra_deg"], dec_deg=settings["dec_deg"], ebv=settings["ebv"],
             zeropoint_vega=settings["zeropoint_vega"], psf_fwhm_arcsec=settings["psf_fwhm_arcsec"],
             background=settings["background"], background_region=settings["background_region"],
-            background_outside_arcsec=settings["background_outside_arcsec"], units=settings["units"], verbose=False)
+            background_outside_arcsec=settings["background_outside_arcsec"], units=settings["units"], verbose=False,
+            psf_fwhm_relative_error=settings["psf_fwhm_relative_error"])
         check_flux_maps(result["log_flux_map"])
     except (ValueError, OSError) as error:
         # ValueError: ObservationError, SkyUndeterminedError and bad maps; OSError: unreadable files.

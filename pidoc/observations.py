@@ -17,7 +17,9 @@ its source):
    profile; never "the pixels far from the centre", which on a detector the cluster fills are
    cluster light. Where nothing decides, the image is refused with what to give.
 4. Centre: given (RA, Dec), or the light-weighted centre of the image.
-5. Seeing: convolve with a Gaussian of FWHM √(2.5² − FWHM_obs²); a broader PSF is refused.
+5. Seeing: convolve with a Gaussian of FWHM √(2.5² − FWHM_obs²); a broader PSF is refused, and a
+   map whose matched seeing an error of `PSF_FWHM_RELATIVE_ERROR` in FWHM_obs would move by more
+   than `SEEING_TOLERANCE_ARCSEC` is flagged (the image's PSF is then too close to 2.5″).
 6. Resample: flux-conserving onto a TAN frame of 160×160 pixels of 0.25″ on the centre
    (`reproject_adaptive(..., conserve_flux=True)`); report the fraction of the frame the image
    covers, refuse below `MINIMUM_COVERED_FRACTION`, fill smaller gaps by point reflection about the
@@ -55,6 +57,12 @@ FRAME_HALF_DIAGONAL_ARCSEC = math.sqrt(2.0) * MAP_HALF_WIDTH_ARCSEC
 # mock clusters' empty pixels, so the network sees what it saw in training (pidoc/mocks/clusters.py).
 FLUX_FLOOR_LSUN_PER_KPC2 = mock_clusters.FLUX_FLOOR_LSUN_PER_KPC2
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+# How far a map's seeing may lie from 2.5″ before π-DOC's intervals stop holding: measured on the
+# seeing family left out of the calibration, per bin of its seeing (docs/uncertainty.md, "Observing
+# conditions"). And how well an observer knows the FWHM of an image's PSF: stars fitted across one chip
+# vary by a few percent (focus and position), the default error assumed when the user gives none.
+SEEING_TOLERANCE_ARCSEC = 0.05
+PSF_FWHM_RELATIVE_ERROR = 0.05
 
 # --- Photometry -------------------------------------------------------------------------------------
 # Absolute V magnitude of the Sun, Willmer (2018, ApJS 236, 47, Table 3; Vega system).
@@ -582,6 +590,23 @@ def seeing_kernel_fwhm_arcsec(psf_fwhm_arcsec, path=""):
     return math.sqrt(max(TARGET_SEEING_FWHM_ARCSEC**2 - psf_fwhm_arcsec**2, 0.0))
 
 
+def matched_seeing_error_arcsec(psf_fwhm_arcsec, relative_error=PSF_FWHM_RELATIVE_ERROR):
+    """How far the seeing of a map matched to 2.5″ moves when the image's PSF FWHM is off by `relative_error`.
+
+    The kernel √(2.5² − f²) is computed from the stated FWHM f while the image's true FWHM is
+    f (1 ± ε), so the map's seeing is √(2.5² + f² ((1 ± ε)² − 1)); returned is the larger of the two
+    departures from 2.5″, about f² ε / 2.5: 0.0002″ for an HST PSF of 0.1″ at ε = 5 %, 0.12″ for
+    a ground-based PSF of 2.4″.
+    """
+    if not np.isfinite(relative_error) or not 0.0 <= relative_error < 1.0:
+        raise ObservationError(f"the relative error of the PSF FWHM must lie in [0, 1), got {relative_error}")
+    departures = []
+    for sign in (-1.0, 1.0):
+        squared = TARGET_SEEING_FWHM_ARCSEC**2 + psf_fwhm_arcsec**2 * ((1.0 + sign * relative_error) ** 2 - 1.0)
+        departures.append(abs(math.sqrt(max(squared, 0.0)) - TARGET_SEEING_FWHM_ARCSEC))
+    return max(departures)
+
+
 def default_psf_fwhm_arcsec(headers):
     """The per-instrument default of `DEFAULT_PSF_FWHM_ARCSEC`, or None."""
     telescope = str(header_value(headers, "TELESCOP", "")).strip().upper()
@@ -820,7 +845,7 @@ def check_same_band(records):
 
 def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_vega=None, psf_fwhm_arcsec=None,
                         background=None, background_region=None, background_outside_arcsec=None, units=None,
-                        verbose=True):
+                        verbose=True, psf_fwhm_relative_error=PSF_FWHM_RELATIVE_ERROR):
     """Turn one or several FITS images of one cluster into π-DOC's input map; nothing is written.
 
     Each image (a chip, an exposure, a pointing; several HDUs of one file count as several images) is
@@ -846,6 +871,9 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
         Pixels of the image that hold only sky (0-based bounds, x1 and y1 excluded).
     background_outside_arcsec : float, optional
         The user's statement that the pixels farther than this from the centre are sky (every image).
+    psf_fwhm_relative_error : float
+        How well the PSF FWHM is known (default `PSF_FWHM_RELATIVE_ERROR`): a map whose matched seeing
+        this error would move by more than `SEEING_TOLERANCE_ARCSEC` gets a domain reason.
 
     Returns
     -------
@@ -865,6 +893,7 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
     number_of_images = len(sources)
     if number_of_images == 0:
         raise ObservationError("no image given")
+    matched_seeing_error_arcsec(0.0, psf_fwhm_relative_error)           # refuses an impossible error at once
     zeropoints = per_image_settings(zeropoint_vega, "--zeropoint-vega", number_of_images)
     psfs = per_image_settings(psf_fwhm_arcsec, "--psf-fwhm-arcsec", number_of_images)
     backgrounds = per_image_settings(background, "--background", number_of_images)
@@ -1016,6 +1045,12 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
     if covered_fraction < 1.0:
         flux_map, fill_counts = fill_gaps_by_point_reflection(flux_map, covered)
     domain_reasons = []
+    seeing_error_arcsec = matched_seeing_error_arcsec(broadest_psf_arcsec, psf_fwhm_relative_error)
+    if seeing_error_arcsec > SEEING_TOLERANCE_ARCSEC:
+        domain_reasons.append(
+            f"image PSF FWHM {broadest_psf_arcsec:.3g}″ too close to π-DOC's {TARGET_SEEING_FWHM_ARCSEC}″: a "
+            f"{100 * psf_fwhm_relative_error:.0f} % error in it moves the matched seeing by {seeing_error_arcsec:.2f}″, "
+            f"beyond the ±{SEEING_TOLERANCE_ARCSEC}″ within which the intervals were measured to hold")
     if covered_fraction < COMPLETE_COVERED_FRACTION:
         domain_reasons.append(
             f"frame {100 * covered_fraction:.0f} % covered by the image{'s' if number_of_images > 1 else ''}; "
@@ -1048,12 +1083,14 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
         if number_of_images > 1:
             report.append(("PSF" + tag, f"image FWHM {record['psf_fwhm_arcsec']:.3f}″ ({record['psf_source']})"))
     calibration = first["calibration"]
+    seeing_error_text = (f"; a {100 * psf_fwhm_relative_error:.0f} % error in the image FWHM moves the matched seeing "
+                         f"by {seeing_error_arcsec:.3g}″ (tolerance ±{SEEING_TOLERANCE_ARCSEC}″)")
     if number_of_images > 1:
         report.append(("extinction", f"E(B−V) = {calibration['ebv_mag']:.3f}, A_V = {calibration['extinction_v_mag']:.3f} mag"))
     report.append(("centre", f"RA {centre.ra.deg:.6f}°, Dec {centre.dec.deg:.6f}° ({centre_source})"))
     if number_of_images == 1:
         report.append(("PSF", f"image FWHM {first['psf_fwhm_arcsec']:.3f}″ ({first['psf_source']}); kernel FWHM "
-                              f"{kernel_fwhm_arcsec:.3f}″ to reach {TARGET_SEEING_FWHM_ARCSEC}″"))
+                              f"{kernel_fwhm_arcsec:.3f}″ to reach {TARGET_SEEING_FWHM_ARCSEC}″" + seeing_error_text))
         coverage_text = f"{100 * covered_fraction:.1f} % of the frame"
     else:
         reference = records[reference_index]["image"]
@@ -1061,7 +1098,7 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
                                  f"({reference['pixel_scale_arcsec']:.4f}″), each matched to the broadest PSF "
                                  f"({broadest_psf_arcsec:.3f}″) first; overlaps are the mean of the covering images' flux"))
         report.append(("PSF", f"kernel FWHM {kernel_fwhm_arcsec:.3f}″ from {broadest_psf_arcsec:.3f}″ to reach "
-                              f"{TARGET_SEEING_FWHM_ARCSEC}″"))
+                              f"{TARGET_SEEING_FWHM_ARCSEC}″" + seeing_error_text))
         by_count = ", ".join(f"{100 * fraction:.1f} % by {count} image{'s' if count > 1 else ''}"
                              for count, fraction in coverage_by_image_count.items())
         coverage_text = f"{100 * covered_fraction:.1f} % of the frame by ≥ 1 image ({by_count})"
@@ -1099,7 +1136,7 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
 
 def image_to_pidoc_map(path, ra_deg=None, dec_deg=None, hdu=None, zeropoint_vega=None, ebv=0.0,
                        psf_fwhm_arcsec=None, background=None, units=None, verbose=True, background_region=None,
-                       background_outside_arcsec=None):
+                       background_outside_arcsec=None, psf_fwhm_relative_error=PSF_FWHM_RELATIVE_ERROR):
     """Turn a FITS image into π-DOC's input map; nothing is written.
 
     Parameters
@@ -1127,6 +1164,8 @@ def image_to_pidoc_map(path, ra_deg=None, dec_deg=None, hdu=None, zeropoint_vega
         down, `SkyUndeterminedError` says what to give.
     units : str, optional
         Overrides BUNIT ('counts', 'counts/s' or 'mag/arcsec2').
+    psf_fwhm_relative_error : float
+        How well `psf_fwhm_arcsec` is known (see `images_to_pidoc_map`).
 
     Returns
     -------
@@ -1139,7 +1178,8 @@ def image_to_pidoc_map(path, ra_deg=None, dec_deg=None, hdu=None, zeropoint_vega
     """
     return images_to_pidoc_map([(path, hdu)], ra_deg=ra_deg, dec_deg=dec_deg, ebv=ebv, zeropoint_vega=zeropoint_vega,
                                psf_fwhm_arcsec=psf_fwhm_arcsec, background=background, background_region=background_region,
-                               background_outside_arcsec=background_outside_arcsec, units=units, verbose=verbose)
+                               background_outside_arcsec=background_outside_arcsec, units=units, verbose=verbose,
+                               psf_fwhm_relative_error=psf_fwhm_relative_error)
 
 
 def image_hdu_indices(path):

@@ -102,7 +102,8 @@ def test_round_trip_recovers_the_map_its_flux_and_piDOC_answers(tmp_path, piDOC,
     # The synthetic images hold only sky beyond the 40″ frame; the sky is taken beyond 20″ as when the
     # round-trip table of docs/observations.md was measured (3σ clipping removes the frame's corners).
     result = observations.image_to_pidoc_map(path, ra_deg=CENTRE.ra.deg, dec_deg=CENTRE.dec.deg, zeropoint_vega=zeropoint,
-                                             psf_fwhm_arcsec=2.5, background_outside_arcsec=20.0, verbose=False)
+                                             psf_fwhm_arcsec=2.5, background_outside_arcsec=20.0, verbose=False,
+                                             psf_fwhm_relative_error=0.0)   # the synthetic PSF is known exactly
     assert result["covered_fraction"] == 1.0 and result["domain_reasons"] == []
     bright = original > -6.0
     offset_dex = np.median(np.abs(result["log_flux_map"][bright] - original[bright]))
@@ -115,6 +116,25 @@ def test_round_trip_recovers_the_map_its_flux_and_piDOC_answers(tmp_path, piDOC,
           f"ΔD {distance_age[1, 0] - distance_age[0, 0]:+.2f} kpc, Δage {distance_age[1, 1] - distance_age[0, 1]:+.3f} Gyr")
     assert abs(distance_age[1, 0] - distance_age[0, 0]) < 0.5
     assert abs(distance_age[1, 1] - distance_age[0, 1]) < 0.2
+
+
+def test_a_psf_too_close_to_the_target_seeing_flags_the_map(tmp_path):
+    # The matched seeing is √(2.5² + f²((1 ± ε)² − 1)): for an HST PSF an error hardly matters, for a
+    # 2.4″ PSF a 5 % error moves it by 0.115″, past the tolerance.
+    assert observations.matched_seeing_error_arcsec(0.1, 0.05) < 1e-3
+    assert observations.matched_seeing_error_arcsec(2.4, 0.05) == pytest.approx(math.sqrt(6.25 + 5.76 * 0.1025) - 2.5)
+    assert observations.matched_seeing_error_arcsec(2.4, 0.0) == 0.0
+    original = np.load(TEST_MAPS, mmap_mode="r")[ROUND_TRIP_MAPS[0], ..., 0].astype(np.float64)
+    path = tmp_path / "synthetic.fits"
+    observations.synthetic_image_from_map(original, CENTRE, 0.25, 0.0, 70.0, "counts/s").writeto(path)
+    settings = dict(ra_deg=CENTRE.ra.deg, dec_deg=CENTRE.dec.deg, zeropoint_vega=fits.getheader(path).get("ZPVEGA"),
+                    background_outside_arcsec=20.0, verbose=False)
+    close = observations.image_to_pidoc_map(path, psf_fwhm_arcsec=2.4, **settings)
+    assert any("too close to π-DOC's 2.5″" in reason and "0.12″" in reason for reason in close["domain_reasons"])
+    known = observations.image_to_pidoc_map(path, psf_fwhm_arcsec=2.4, psf_fwhm_relative_error=0.01, **settings)
+    assert known["domain_reasons"] == []
+    with pytest.raises(ValueError, match="relative error of the PSF FWHM"):
+        observations.image_to_pidoc_map(path, psf_fwhm_arcsec=2.4, psf_fwhm_relative_error=1.5, **settings)
 
 
 # --- Bad input: a clear error naming the file, and nothing in the output folder touched -----------
