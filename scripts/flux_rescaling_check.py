@@ -74,7 +74,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("split_directory", type=Path)
     parser.add_argument("--trained-directory", type=Path, required=True)
-    parser.add_argument("--standardization-directory", type=Path, default=None)
+    # The reproduction keeps its constants in input_files/ (a model folder's own constants win).
+    parser.add_argument("--standardization-directory", type=Path,
+                        default=Path(__file__).resolve().parents[1] / "input_files" / "standardization_files")
     parser.add_argument("--calibration-split", type=Path, default=None)
     options = parser.parse_args(argv)
     model = open_model(options.trained_directory, options.standardization_directory)
