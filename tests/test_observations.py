@@ -131,7 +131,7 @@ def test_a_psf_too_close_to_the_target_seeing_flags_the_map(tmp_path):
                     background_outside_arcsec=20.0, verbose=False)
     close = observations.image_to_pidoc_map(path, psf_fwhm_arcsec=2.4, **settings)
     assert any("too close to π-DOC's 2.5″" in reason and "0.12″" in reason for reason in close["domain_reasons"])
-    known = observations.image_to_pidoc_map(path, psf_fwhm_arcsec=2.4, psf_fwhm_relative_error=0.01, **settings)
+    known = observations.image_to_pidoc_map(path, psf_fwhm_arcsec=2.4, psf_fwhm_relative_error=0.002, **settings)
     assert known["domain_reasons"] == []
     with pytest.raises(ValueError, match="relative error of the PSF FWHM"):
         observations.image_to_pidoc_map(path, psf_fwhm_arcsec=2.4, psf_fwhm_relative_error=1.5, **settings)
