@@ -60,10 +60,10 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 # How far a map's seeing may lie from 2.5″ before π-DOC's intervals stop holding: measured on the
 # reproduction's seeing family left out of the calibration, per bin of |seeing − 2.5″| (2026-12-07,
 # docs/uncertainty.md, "Observing conditions"): within 0.02″ every quantity holds (68 % coverage
-# 68–82 %, 95 % 95–100 %), at 0.02–0.05″ the total mass in the field falls to 35 % / 79 % (the
-# general fast model, with its wider intervals, holds to about 0.05″: the figure is conservative for it). And how
-# well an observer knows the FWHM of an image's PSF: stars fitted across one chip vary by a few
-# percent (focus and position), the default error assumed when the user gives none.
+# 68–82 %, 95 % 95–100 %), at 0.02–0.05″ the total mass in the field falls to 35 % / 79 %. The
+# general fast model, with its wider intervals, holds to about 0.05″, so the figure is conservative
+# for it. And how well an observer knows the FWHM of an image's PSF: stars fitted across one chip
+# vary by a few percent (focus and position), the default error assumed when the user gives none.
 SEEING_TOLERANCE_ARCSEC = 0.02
 PSF_FWHM_RELATIVE_ERROR = 0.05
 
