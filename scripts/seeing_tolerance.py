@@ -21,7 +21,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from pidoc.calibration import domain, mixture  # noqa: E402
+from pidoc.calibration import mixture  # noqa: E402
 from pidoc.model import open_model  # noqa: E402
 from pidoc.observations import TARGET_SEEING_FWHM_ARCSEC  # noqa: E402
 
@@ -56,10 +56,7 @@ def main(arguments=None):
     mixture.check_families(others + [seeing])
     calibration = mixture.calibrate(others, positions)
     cluster_ids = mixture.family_cluster_ids(seeing, seeing_position)
-    flags = domain.flag_fraction(calibration, seeing["log_flux_maps"], seeing["predicted_log_mass_maps"],
-                                 seeing["predicted_distance_age"])
-    outside = np.zeros(len(cluster_ids), dtype=bool)
-    outside[flags["outside_map_indices"]] = True
+    outside = mixture.family_flags(calibration, seeing)["outside"]
     seeing["conditions"]["seeing_departure_arcsec"] = np.abs(seeing["conditions"]["seeing_fwhm_arcsec"]
                                                               - TARGET_SEEING_FWHM_ARCSEC)
     rows = mixture.condition_breakdown(calibration, seeing, cluster_ids, outside, "seeing_departure_arcsec",

@@ -148,6 +148,15 @@ def condition_breakdown(calibration, family, cluster_ids, outside, column, edges
     return rows
 
 
+def family_flags(calibration, family):
+    """`domain.flag_fraction` on a family's maps, with "outside": which of its maps are flagged (bool array)."""
+    flags = domain.flag_fraction(calibration, family["log_flux_maps"], family["predicted_log_mass_maps"],
+                                 family["predicted_distance_age"])
+    flags["outside"] = np.zeros(len(family["log_flux_maps"]), dtype=bool)
+    flags["outside"][flags["outside_map_indices"]] = True
+    return flags
+
+
 def check_families(families):
     """Raise ValueError for families with one name or made with one seed (shared initial conditions)."""
     names = [family["name"] for family in families]
@@ -242,8 +251,7 @@ def leave_one_family_out(families, levels=INTERVAL_LEVELS, condition_bins=None):
         report = coverage.coverage_report(calibration, held_out["log_flux_maps"], held_out["true_log_mass_maps"],
                                           held_out["true_distance_age"], held_out["predicted_log_mass_maps"],
                                           held_out["predicted_distance_age"], held_out_ids, levels=levels)
-        flags = domain.flag_fraction(calibration, held_out["log_flux_maps"], held_out["predicted_log_mass_maps"],
-                                     held_out["predicted_distance_age"])
+        flags = family_flags(calibration, held_out)
         results[held_out["name"]] = {
             "coverage": report, "percent_outside": flags["percent_outside"], "number_of_maps": flags["number_of_maps"],
             "calibration_families": [family["name"] for family in others],
@@ -253,10 +261,8 @@ def leave_one_family_out(families, levels=INTERVAL_LEVELS, condition_bins=None):
         }
         column, edges = condition_bins.get(held_out["name"], (None, None))
         if column is not None and column in held_out.get("conditions", {}):
-            outside = np.zeros(len(held_out["log_flux_maps"]), dtype=bool)
-            outside[flags["outside_map_indices"]] = True
-            results[held_out["name"]]["by_condition"] = condition_breakdown(calibration, held_out, held_out_ids, outside,
-                                                                            column, edges, levels)
+            results[held_out["name"]]["by_condition"] = condition_breakdown(calibration, held_out, held_out_ids,
+                                                                            flags["outside"], column, edges, levels)
     return results
 
 
