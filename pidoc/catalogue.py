@@ -335,6 +335,9 @@ def catalogue_rows(outcomes, summary_rows):
         row["domain_reason"] = summary["domain_reason"] if summary is not None else ""
         result = outcome["result"]
         row["coverage_percent"] = 100.0 * result["covered_fraction"] if result is not None else math.nan
+        # The map's 1σ noise per 0.25″ pixel (mag arcsec⁻²; empty when none was measurable).
+        noise = result.get("noise_surface_brightness_mag_arcsec2") if result is not None else None
+        row["noise_mag_arcsec2"] = float(noise) if noise is not None else math.nan
         row["sky"] = sky_summary(result) if result is not None else ""
         if summary is not None:
             reasons = {name: reason for name, reason in uncertainty.undefined_value_reasons(summary).items()

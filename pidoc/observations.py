@@ -20,6 +20,9 @@ its source):
 5. Seeing: convolve with a Gaussian of FWHM √(2.5² − FWHM_obs²); a broader PSF is refused, and a
    map whose matched seeing an error of `PSF_FWHM_RELATIVE_ERROR` in FWHM_obs would move by more
    than `SEEING_TOLERANCE_ARCSEC` is flagged (the image's PSF is then too close to 2.5″).
+   Noise: the image's pixel scatter where it is faintest, carried through that smoothing to a
+   0.25″ pixel of the map (`map_pixel_noise`); a map noisier than the tolerance measured for its
+   kind of noise (`noise_tolerance_for`) is flagged (π-DOC was trained on noise-free maps).
 6. Resample: flux-conserving onto a TAN frame of 160×160 pixels of 0.25″ on the centre
    (`reproject_adaptive(..., conserve_flux=True)`); report the fraction of the frame the image
    covers, refuse below `MINIMUM_COVERED_FRACTION`, fill smaller gaps by point reflection about the
@@ -48,7 +51,7 @@ from scipy import signal
 from pidoc.frame import MAP_HALF_WIDTH_ARCSEC, MAP_PIXELS, PIXEL_SCALE_ARCSEC
 from pidoc.io import replace_atomically, save_array
 from pidoc.mocks import clusters as mock_clusters
-from pidoc.sky import SkyUndeterminedError, estimate_sky
+from pidoc.sky import SkyUndeterminedError, estimate_pixel_noise, estimate_sky
 
 # --- π-DOC's frame (CB21 §2; 160 pixels of 0.25″, pidoc.frame) ------------------------------------
 TARGET_SEEING_FWHM_ARCSEC = 2.5                      # the Gaussian seeing of every training map
@@ -66,6 +69,18 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 # vary by a few percent (focus and position), the default error assumed when the user gives none.
 SEEING_TOLERANCE_ARCSEC = 0.02
 PSF_FWHM_RELATIVE_ERROR = 0.05
+# How faint the noise of a map must be for π-DOC's intervals to hold, as the 1σ of one 0.25″ pixel
+# of the map in mag arcsec⁻² (V). Measured by scripts/noise_tolerance.py on the reproduction, with
+# noise added to 150 nominal clusters that its calibration was not fitted on (2026-12-07, eighth
+# session; docs/noise_tolerance_cb21.txt): noise smoothed by the 2.5″ seeing, as the image path
+# leaves the noise of an image with a sharp PSF, holds every quantity at 29 mag arcsec⁻² (68 %
+# coverage 66–70 %, 95 % 94–97 %) and fails the total mass at 28 (57 % / 85 %); white noise, as
+# an image taken at ~2.5″ and barely smoothed carries, holds at 31 and fails at 30 (56 % / 83 %).
+# The image path uses the correlated figure where its kernel is at least
+# `NOISE_CORRELATED_KERNEL_FWHM_ARCSEC` wide (an image PSF up to 1.5″), the white one otherwise.
+CORRELATED_NOISE_TOLERANCE_MAG_ARCSEC2 = 29.0
+WHITE_NOISE_TOLERANCE_MAG_ARCSEC2 = 31.0
+NOISE_CORRELATED_KERNEL_FWHM_ARCSEC = 2.0
 
 # --- Photometry -------------------------------------------------------------------------------------
 # Absolute V magnitude of the Sun, Willmer (2018, ApJS 236, 47, Table 3; Vega system).
@@ -256,6 +271,12 @@ def log_flux_from_magnitude(magnitude_v, extinction_v=0.0):
 def log_flux_per_pixel_from_surface_brightness(surface_brightness_v, pixel_area_arcsec2, extinction_v=0.0):
     """log10 F per pixel of `pixel_area_arcsec2` from μ_V in mag arcsec⁻² (log10 F = 1.6967 − 0.4 (μ − A_V − 4.81) for 0.25″)."""
     return log_flux_from_magnitude(surface_brightness_v, extinction_v) + math.log10(pixel_area_arcsec2)
+
+
+def surface_brightness_from_flux_per_pixel(flux_lsun_per_kpc2, pixel_area_arcsec2):
+    """μ_V in mag arcsec⁻² of a flux per pixel of `pixel_area_arcsec2` (the inverse of the function above)."""
+    return SOLAR_ABSOLUTE_MAGNITUDE_V - 2.5 * (np.log10(np.asarray(flux_lsun_per_kpc2, dtype=np.float64))
+                                               - math.log10(SUN_AT_10_PARSEC_FLUX_LSUN_PER_KPC2 * pixel_area_arcsec2))
 
 
 def zero_points_from_photflam(photflam, photplam):
@@ -608,6 +629,41 @@ def matched_seeing_error_arcsec(psf_fwhm_arcsec, relative_error=PSF_FWHM_RELATIV
         squared = TARGET_SEEING_FWHM_ARCSEC**2 + psf_fwhm_arcsec**2 * ((1.0 + sign * relative_error) ** 2 - 1.0)
         departures.append(abs(math.sqrt(max(squared, 0.0)) - TARGET_SEEING_FWHM_ARCSEC))
     return max(departures)
+
+
+def map_pixel_noise(pixel_noise, pixel_scale_arcsec, psf_fwhm_arcsec):
+    """1σ noise of one pixel of π-DOC's map, from the 1σ noise of one pixel of the image it is made from.
+
+    The image's noise, independent from pixel to pixel, is smoothed by the kernel that takes its PSF
+    to 2.5″ and summed into 0.25″ pixels. The variance of a sum of white noise over an area falls
+    as the inverse of the area it is spread over: a 0.25″ pixel (q²), an image pixel (p²) and a
+    Gaussian kernel of standard deviation σ (4πσ² for the sum of its squared weights) add their
+    areas, so Var = (σ_pix² / p²) q⁴ / (q² + p² + 4πσ²). The three limits are exact (no kernel and
+    fine pixels: q²/p² image pixels summed; coarse pixels: each map pixel a fraction q²/p² of one;
+    a broad kernel: ∑K² = 1 / (4πσ²)); tests/test_observations.py checks it against the pipeline.
+
+    Parameters
+    ----------
+    pixel_noise : float
+        1σ per image pixel (any flux unit; the result is in the same unit per 0.25″ pixel).
+    pixel_scale_arcsec, psf_fwhm_arcsec : float
+        The image's pixel scale and PSF FWHM.
+    """
+    kernel_sigma_arcsec = seeing_kernel_fwhm_arcsec(psf_fwhm_arcsec) / FWHM_PER_SIGMA
+    area_arcsec2 = PIXEL_SCALE_ARCSEC**2 + pixel_scale_arcsec**2 + 4.0 * math.pi * kernel_sigma_arcsec**2
+    return float(pixel_noise / pixel_scale_arcsec * PIXEL_SCALE_ARCSEC**2 / math.sqrt(area_arcsec2))
+
+
+def noise_tolerance_for(psf_fwhm_arcsec):
+    """The noise tolerance (mag arcsec⁻² per 0.25″ pixel) of a map made from an image of this PSF.
+
+    A kernel of 2″ or more (PSF ≤ 1.5″) smooths the noise nearly as the 2.5″ seeing would, and the
+    correlated figure applies; a narrower kernel leaves the noise nearly white, and the stricter
+    white figure applies.
+    """
+    kernel_fwhm_arcsec = seeing_kernel_fwhm_arcsec(psf_fwhm_arcsec)
+    return (CORRELATED_NOISE_TOLERANCE_MAG_ARCSEC2 if kernel_fwhm_arcsec >= NOISE_CORRELATED_KERNEL_FWHM_ARCSEC
+            else WHITE_NOISE_TOLERANCE_MAG_ARCSEC2)
 
 
 def default_psf_fwhm_arcsec(headers):
@@ -974,10 +1030,25 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
                                      regions[index], background_outside_arcsec)
         record["flux"] = record["flux"] - skies[index]["flux_per_pixel"]
 
+    # Noise: each image's pixel scatter where it is faintest, carried to a 0.25″ pixel of the map
+    # through its whole smoothing to 2.5″ (map_pixel_noise). Where images overlap their mean is less
+    # noisy; the noisiest image is what the map is taken to carry, so the figure is an upper bound.
+    map_noises = []
+    for record in records:
+        try:
+            image_noise = estimate_pixel_noise(record["flux"])
+        except ValueError:
+            continue
+        map_noises.append(map_pixel_noise(image_noise, record["image"]["pixel_scale_arcsec"], record["psf_fwhm_arcsec"]))
+    map_noise_flux = max(map_noises) if map_noises else None
+    noise_mag_arcsec2 = (float(surface_brightness_from_flux_per_pixel(map_noise_flux, PIXEL_SCALE_ARCSEC**2))
+                         if map_noise_flux else math.inf if map_noises else None)
+
     # Seeing: every image to the broadest PSF among them first (several images only), then the
     # mosaic to π-DOC's 2.5″.
     broadest_psf_arcsec = max(record["psf_fwhm_arcsec"] for record in records)
     kernel_fwhm_arcsec = seeing_kernel_fwhm_arcsec(broadest_psf_arcsec, first_image["path"])
+    noise_tolerance_mag_arcsec2 = noise_tolerance_for(broadest_psf_arcsec)
     kernel_sigma_arcsec = kernel_fwhm_arcsec / FWHM_PER_SIGMA
     cutout_size_arcsec = 2.0 * (FRAME_HALF_DIAGONAL_ARCSEC + 4.0 * kernel_sigma_arcsec + 2.0)
     target_wcs = frame_wcs(centre)
@@ -1054,6 +1125,10 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
             f"image PSF FWHM {broadest_psf_arcsec:.3g}″ too close to π-DOC's {TARGET_SEEING_FWHM_ARCSEC}″: a "
             f"{100 * psf_fwhm_relative_error:.0f} % error in it moves the matched seeing by {seeing_error_arcsec:.2f}″, "
             f"beyond the ±{SEEING_TOLERANCE_ARCSEC}″ within which the intervals were measured to hold")
+    if noise_mag_arcsec2 is not None and noise_mag_arcsec2 < noise_tolerance_mag_arcsec2:
+        domain_reasons.append(
+            f"map noise {noise_mag_arcsec2:.1f} mag/arcsec² (1σ per 0.25″ pixel) brighter than the "
+            f"{noise_tolerance_mag_arcsec2:g} mag/arcsec² within which the intervals were measured to hold")
     if covered_fraction < COMPLETE_COVERED_FRACTION:
         domain_reasons.append(
             f"frame {100 * covered_fraction:.0f} % covered by the image{'s' if number_of_images > 1 else ''}; "
@@ -1105,6 +1180,14 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
         by_count = ", ".join(f"{100 * fraction:.1f} % by {count} image{'s' if count > 1 else ''}"
                              for count, fraction in coverage_by_image_count.items())
         coverage_text = f"{100 * covered_fraction:.1f} % of the frame by ≥ 1 image ({by_count})"
+    if noise_mag_arcsec2 is None:
+        noise_text = "not measured (too few pixels)"
+    else:
+        noise_text = (f"1σ per 0.25″ pixel of the map {noise_mag_arcsec2:.2f} mag/arcsec² (V), from the pixel scatter of the "
+                      f"image{'s' if number_of_images > 1 else ''} where faintest, smoothed to {TARGET_SEEING_FWHM_ARCSEC}″"
+                      f"{' (the noisiest image)' if number_of_images > 1 else ''}; the intervals hold for noise fainter than "
+                      f"{noise_tolerance_mag_arcsec2:g}")
+    report.append(("noise", noise_text))
     report += [
         ("coverage", coverage_text
                      + (f"; filled: {fill_counts['reflected']} px by reflection, {fill_counts['annulus_mean']} by annulus mean, "
@@ -1124,6 +1207,7 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
         "images_per_pixel": images_per_pixel,
         "coverage_by_image_count": coverage_by_image_count,
         "domain_reasons": domain_reasons,
+        "noise_surface_brightness_mag_arcsec2": noise_mag_arcsec2,
         "report": report,
         "calibration": calibration,
         "psf_fwhm_arcsec": broadest_psf_arcsec,

@@ -392,3 +392,58 @@ def estimate_sky(image, centre_xy_pixels, pixel_scale_arcsec, header=None, backg
         f"(1σ, all five parameters free), {share} the observed level at the frame's edge ({observed_edge:.4g}); "
         f"the sky's uncertainty is {fraction:.1%} of the cluster's fitted light at {judged_at_arcsec:.3g}″, "
         f"{edge_light:.4g}{hint}"))
+
+
+# The pixel noise is read where the image is faintest: there the sky's noise dominates, few stars
+# fall, and the noise is largest against the light (π-DOC's reading is most sensitive there,
+# scripts/noise_tolerance.py). A quarter of the image leaves tens of thousands of pixels on a chip.
+NOISE_FAINTEST_FRACTION = 0.25
+NOISE_SMOOTHING_PIXELS = 9
+# A second difference x_i − (x_{i−1} + x_{i+1}) / 2 of white noise has a variance 1.5 σ² and no
+# contribution from a linear gradient of the light; 1.4826 × MAD is σ for a Gaussian.
+SECOND_DIFFERENCE_VARIANCE_FACTOR = 1.5
+GAUSSIAN_MAD_FACTOR = 1.4826
+
+
+def estimate_pixel_noise(image, minimum_pixels=MINIMUM_REGION_PIXELS):
+    """1σ noise of one pixel of an image, from its pixel-to-pixel scatter where it is faintest.
+
+    The scatter is the median absolute deviation of the second differences along rows, taken over
+    the `NOISE_FAINTEST_FRACTION` of the pixels whose smoothed level is lowest; stars, cosmic rays
+    and the cluster's own gradients barely move a median. It assumes that neighbouring pixels'
+    noise is independent: a drizzled image, whose resampling correlates the noise of neighbours,
+    reads lower than its noise at the scales of a few pixels.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D image, linear in flux (any units); NaN where there are no data.
+    minimum_pixels : int
+        Fewest usable second differences.
+
+    Returns
+    -------
+    float
+        The 1σ noise per pixel, in the image's units.
+
+    Raises
+    ------
+    ValueError
+        For an image that is not 2-D or has too few usable pixels.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"the image must be 2-D to estimate its pixel noise; got shape {image.shape}")
+    valid = np.isfinite(image)
+    filled = np.where(valid, image, 0.0)
+    weight = scipy.ndimage.uniform_filter(valid.astype(np.float64), NOISE_SMOOTHING_PIXELS)
+    level = scipy.ndimage.uniform_filter(filled, NOISE_SMOOTHING_PIXELS) / np.maximum(weight, 1e-12)
+    second_difference = image[:, 1:-1] - 0.5 * (image[:, :-2] + image[:, 2:])
+    usable = np.isfinite(second_difference)
+    if usable.sum() < minimum_pixels:
+        raise ValueError(f"only {int(usable.sum())} usable pixels to estimate the pixel noise (minimum {minimum_pixels})")
+    centre_level = level[:, 1:-1]
+    faintest = usable & (centre_level <= np.quantile(centre_level[usable], NOISE_FAINTEST_FRACTION))
+    values = second_difference[faintest]
+    deviation = np.median(np.abs(values - np.median(values)))
+    return float(GAUSSIAN_MAD_FACTOR * deviation / np.sqrt(SECOND_DIFFERENCE_VARIANCE_FACTOR))

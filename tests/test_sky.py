@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pidoc.sky import SkyUndeterminedError, estimate_sky, radial_profile
+from pidoc.sky import SkyUndeterminedError, estimate_pixel_noise, estimate_sky, radial_profile
 
 NGC1261_IMAGE = Path(__file__).parents[2] / "shared" / "fits" / "ngc1261_wfpc2_pc1_f555w" / "ubai2502m_c0m_aligned.fits"
 PIXEL_SCALE_ARCSEC = 0.1
@@ -146,3 +146,16 @@ def test_ngc1261_chip_light_is_not_subtracted_as_sky():
     _, levels, _ = radial_profile(data, np.isfinite(data) & (data < 4095), centre)
     assert estimate.method == "profile fit"
     assert estimate.value + 2 * estimate.uncertainty < 0.5 * np.median(levels[-5:])
+
+
+def test_pixel_noise_is_read_through_a_cluster_and_cosmic_rays():
+    # A bright cluster profile (its gradient must not count as noise), white noise of 1σ = 2, and 1 %
+    # of the pixels hit by cosmic rays of 500: the estimate is within 5 % of 2.
+    rng = np.random.default_rng(3)
+    rows, columns = np.indices((400, 400))
+    image = 1e3 * np.exp(-((rows - 200.0) ** 2 + (columns - 200.0) ** 2) / (2 * 80.0**2)) + rng.normal(0.0, 2.0, (400, 400))
+    image[rng.random(image.shape) < 0.01] += 500.0
+    image[:40, :40] = np.nan
+    assert estimate_pixel_noise(image) == pytest.approx(2.0, rel=0.05)
+    with pytest.raises(ValueError, match="2-D"):
+        estimate_pixel_noise(image[0])

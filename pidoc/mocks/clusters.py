@@ -624,14 +624,27 @@ def surface_brightness_to_pixel_flux(surface_brightness_mag_arcsec2):
                                - stellar_evolution.SOLAR_ABSOLUTE_V_MAGNITUDE)))
 
 
-def add_photometric_noise(log_flux, noise_sigma_lsun_per_kpc2, sky_residual_lsun_per_kpc2, rng):
+def add_photometric_noise(log_flux, noise_sigma_lsun_per_kpc2, sky_residual_lsun_per_kpc2, rng,
+                          correlation_fwhm_arcsec=None):
     """log10 flux map with Gaussian noise per pixel and a constant sky residual added to the linear flux.
 
     Pixels that the noise or a negative residual take to or below zero get the mocks' floor, as the
     image pipeline gives pixels whose light the sky subtraction cancelled (pidoc/observations.py).
+
+    `noise_sigma_lsun_per_kpc2` is the 1σ noise of one pixel of the map that is returned. By default
+    the noise of neighbouring pixels is independent: an image taken at π-DOC's seeing and used as it
+    is. With `correlation_fwhm_arcsec` the noise field is first smoothed by a Gaussian of that FWHM
+    and then scaled back to the same 1σ per pixel: an image taken at a much sharper PSF (HST) and
+    convolved to π-DOC's seeing by `pidoc.observations.convolve_to_seeing`, whose noise is smoothed
+    by the same kernel as its light. The field wraps at the map's edges (noise has no edges).
     """
     flux = 10.0 ** np.asarray(log_flux, dtype=np.float64)
-    flux = flux + sky_residual_lsun_per_kpc2 + rng.normal(0.0, noise_sigma_lsun_per_kpc2, flux.shape)
+    noise = rng.normal(0.0, 1.0, flux.shape)
+    if correlation_fwhm_arcsec is not None:
+        sigma_pixels = correlation_fwhm_arcsec / (2.0 * np.sqrt(2.0 * np.log(2.0))) / PIXEL_SCALE_ARCSEC
+        noise = ndimage.gaussian_filter(noise, sigma_pixels, mode="wrap")
+        noise = noise / noise.std()
+    flux = flux + sky_residual_lsun_per_kpc2 + noise_sigma_lsun_per_kpc2 * noise
     return np.log10(np.maximum(flux, FLUX_FLOOR_LSUN_PER_KPC2)).astype(np.float32)
 
 
