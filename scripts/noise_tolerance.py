@@ -19,7 +19,7 @@ The default split is the nominal nuisance family's calibration split of the pres
 committed calibration files were not fitted on (`bash scripts/nuisance_families.sh`).
 
     python3 scripts/noise_tolerance.py [--trained-directory trained_piDOC] [--split SPLIT]
-        [--levels-mag-arcsec2 27 28 29 30 31] [--seed 2027] [--output FILE]
+        [--levels-mag-arcsec2 27 28 29 30 31] [--kinds white correlated] [--seed 2027] [--output FILE]
 """
 import argparse
 import sys
@@ -68,6 +68,7 @@ def main(arguments=None):
                         help="labelled split (default: data/nuisance/<preset>/nominal/calibration, "
                              "cb21 for the reproduction, milky-way for a general model)")
     parser.add_argument("--levels-mag-arcsec2", type=float, nargs="+", default=list(LEVELS_MAG_ARCSEC2))
+    parser.add_argument("--kinds", nargs="+", choices=list(NOISE_KINDS), default=list(NOISE_KINDS))
     parser.add_argument("--seed", type=int, default=2027)
     parser.add_argument("--output", type=Path, default=None, help="also write the table to this text file")
     options = parser.parse_args(arguments)
@@ -81,7 +82,7 @@ def main(arguments=None):
     log_flux_maps = np.asarray(log_flux_maps)
 
     cases = [("none", None, None)] + [(kind, level, fwhm) for level in options.levels_mag_arcsec2
-                                      for kind, fwhm in NOISE_KINDS.items()]
+                                      for kind, fwhm in NOISE_KINDS.items() if kind in options.kinds]
     rows = []
     for case_index, (kind, level, fwhm) in enumerate(tqdm(cases, desc="noise cases")):
         if kind == "none":
@@ -91,7 +92,7 @@ def main(arguments=None):
             maps = noisy_maps(log_flux_maps, level, fwhm, np.random.default_rng([options.seed, case_index]))
         report, percent_outside = score(model, calibration, maps, true_log_mass_maps, true_distance_age, cluster_ids)
         pooled = report["pooled"]
-        rows.append([kind, "—" if level is None else f"{level:.1f}", f"{percent_outside:.1f}"]
+        rows.append([kind, "—" if level is None else f"{level:g}", f"{percent_outside:.1f}"]
                     + [f"{pooled[quantity][0.68]['coverage_percent']:.0f}" for quantity in mixture.COVERAGE_QUANTITIES]
                     + [f"{pooled[quantity][0.95]['coverage_percent']:.0f}" for quantity in mixture.COVERAGE_QUANTITIES])
     text = (f"{options.trained_directory} on {options.split} ({report['number_of_maps']} maps, "

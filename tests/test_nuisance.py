@@ -528,3 +528,18 @@ def test_the_drivers_calibrate_on_several_splits_and_leave_one_out(committed, tm
     assert (trained / uncertainty.CALIBRATION_FILE).read_bytes() == before          # calibrated in memory only
     text = (tmp_path / "lofo" / "leave_one_family_out.txt").read_text()
     assert "held-out family" in text and "pixel_mass" in text
+
+
+def test_correlated_noise_has_the_same_sigma_per_pixel_and_the_seeing_s_correlation():
+    # Seeing-smoothed noise (an HST image matched to 2.5″) keeps the asked-for 1σ per pixel, and
+    # neighbouring pixels share it: for a Gaussian of σ = 4.25 px the lag-1 correlation is
+    # exp(−1 / (4σ²)) = 0.986. White noise of the same seed is uncorrelated.
+    log_flux = np.full((160, 160), -3.0, dtype=np.float32)
+    sigma = 1e-5
+    for fwhm, expected_correlation in ((None, 0.0), (2.5, np.exp(-1.0 / (4.0 * (2.5 / 2.3548 / 0.25) ** 2)))):
+        noisy = mock_clusters.add_photometric_noise(log_flux, sigma, 0.0, np.random.default_rng(4), correlation_fwhm_arcsec=fwhm)
+        noise = 10.0 ** noisy.astype(np.float64) - 1e-3
+        assert noise.std() == pytest.approx(sigma, rel=0.02)
+        correlation = np.corrcoef(noise[:, 1:].ravel(), noise[:, :-1].ravel())[0, 1]
+        assert correlation == pytest.approx(expected_correlation, abs=0.02)
+    assert (noisy > FLOOR_LOG_FLUX).all()
