@@ -95,7 +95,12 @@ def main(arguments=None):
         rows.append([kind, "—" if level is None else f"{level:g}", f"{percent_outside:.1f}"]
                     + [f"{pooled[quantity][0.68]['coverage_percent']:.0f}" for quantity in mixture.COVERAGE_QUANTITIES]
                     + [f"{pooled[quantity][0.95]['coverage_percent']:.0f}" for quantity in mixture.COVERAGE_QUANTITIES])
-    text = (f"{options.trained_directory} on {options.split} ({report['number_of_maps']} maps, "
+    def shown(path):
+        """A path relative to the project, as the docs quote it."""
+        path = Path(path).resolve()
+        return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+
+    text = (f"{shown(options.trained_directory)} on {shown(options.split)} ({report['number_of_maps']} maps, "
             f"{report['number_of_clusters']} clusters), its committed calibration; noise 1σ per 0.25″ pixel; "
             "coverage in percent, counted by cluster, for distance / age / total mass / M/L_V / pixel mass\n"
             + tabulate(rows, headers=["noise", "mag/arcsec²", "% outside"]
