@@ -29,7 +29,13 @@ command-line flag of the same name). The method, in the order the code follows i
    same priors): its standardisation constants stay those it started with, and
    `--reset-learning-rate` raises the decayed learning rate once, so that the new clusters move the
    weights; later resumes with the same flag leave the plateau schedule alone.
-8. Balancing the data sets. With several data sets, `--repeats` says how many times each one's
+8. Noise (optional). With `--noise-range-mag-arcsec2 LOW HIGH`, each training map gets noise of a
+   1σ per 0.25″ pixel drawn uniform in that range of surface brightness, smoothed by the 2.5″
+   seeing as an HST image matched by the image path carries it (`mock_clusters.add_photometric_noise`),
+   so that the network learns to read noisy maps (docs/uncertainty.md, "Observing conditions": the
+   noise-free networks need map noise fainter than ~28–29 mag arcsec⁻²). The validation maps stay
+   noise-free, the targets of the project's test splits. Off by default.
+9. Balancing the data sets. With several data sets, `--repeats` says how many times each one's
    training maps are drawn per epoch (each time with its own dihedral transform), so a small data
    set of one domain keeps its say when a larger one of another domain grows beside it.
 
@@ -51,6 +57,7 @@ from tqdm import tqdm
 
 from pidoc import fast_network, networks, standardization
 from pidoc.frame import dihedral_transform
+from pidoc.mocks.clusters import add_photometric_noise, surface_brightness_to_pixel_flux
 from pidoc.model import DIHEDRAL_AVERAGE_KEY, FAST_ARCHITECTURE, FAST_WEIGHTS_FILE, PAPER_ARCHITECTURE, load_network, open_model, write_architecture_record
 
 # --- Settings (each is also a command-line flag) --------------------------------------------------
@@ -74,6 +81,9 @@ SEED = 2021
 INITIAL_WEIGHTS_DIRECTORY = None    # networks to start a fresh run from; None: random initialisation
 STANDARDIZATION_DIRECTORY = None    # constants to standardise with; None: <data>/standardization_files
 REPEATS = None                      # draws per epoch of each data set's training maps; None: once each
+NOISE_RANGE_MAG_ARCSEC2 = None      # (low, high) 1σ noise per 0.25″ pixel added to training maps; None: none
+# The noise of a map matched to π-DOC's seeing is smoothed like its light (pidoc/observations.py).
+NOISE_CORRELATION_FWHM_ARCSEC = 2.5
 
 MAP_SHAPE = (160, 160, 1)
 # The targets of each network: (file of the split, shape of one target, key of its standardisation
@@ -128,6 +138,10 @@ def parse_arguments(argv=None):
     parser.add_argument("--reset-learning-rate", type=float, default=None,
                         help="on resuming, set the learning rate to this value once (e.g. after the training split has "
                              "grown); a later resume with the same value keeps the plateau schedule")
+    parser.add_argument("--noise-range-mag-arcsec2", type=float, nargs=2, default=NOISE_RANGE_MAG_ARCSEC2,
+                        metavar=("LOW", "HIGH"),
+                        help="add seeing-smoothed noise of 1σ per 0.25″ pixel drawn in this range (mag arcsec⁻²) "
+                             "to every training map")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="require a saved state (without either flag, a saved state is continued if present)")
     start.add_argument("--restart", action="store_true", help="ignore any saved state and start from scratch")
@@ -138,6 +152,10 @@ def parse_arguments(argv=None):
     for flag, value in positive.items():
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
+    if settings.noise_range_mag_arcsec2 is not None:
+        low, high = settings.noise_range_mag_arcsec2
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError(f"--noise-range-mag-arcsec2 needs two finite values, LOW ≤ HIGH; got {low} {high}")
     if not 0 < settings.plateau_factor < 1:
         raise ValueError(f"--plateau-factor must lie between 0 and 1, got {settings.plateau_factor}")
     for flag, directory in (("--initial-weights-directory", settings.initial_weights_directory),
@@ -278,11 +296,16 @@ class MapBatches(keras.utils.PyDataset):
         Draws the shuffling and the dihedral transforms; None gives the fixed validation order.
     repeats : numpy.ndarray of int or None
         How many times each map is drawn per epoch (training only); None: once each.
+    noise_range_mag_arcsec2 : (float, float) or None
+        With a generator: each map's 1σ noise per 0.25″ pixel, drawn uniform in this range of
+        surface brightness, added to its linear flux smoothed by the seeing. None: no noise.
     """
 
-    def __init__(self, flux, targets, constants, network, batch_size, generator=None, repeats=None):
+    def __init__(self, flux, targets, constants, network, batch_size, generator=None, repeats=None,
+                 noise_range_mag_arcsec2=None):
         super().__init__()
         self.flux, self.batch_size, self.generator = flux, batch_size, generator
+        self.noise_range_mag_arcsec2 = noise_range_mag_arcsec2
         self.repeated_rows = None if repeats is None else np.repeat(np.arange(len(flux)), repeats)
         self.targets = targets if isinstance(targets, (list, tuple)) else (targets,)
         self.specifications = TARGETS[network]
@@ -303,7 +326,13 @@ class MapBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         # Sorted rows read faster from a memory map; the order inside a batch does not matter.
         rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-        flux = standardization.standardize(self.flux[rows], self.flux_mean, self.flux_std)
+        flux = self.flux[rows]
+        if self.generator is not None and self.noise_range_mag_arcsec2 is not None:
+            levels = self.generator.uniform(*self.noise_range_mag_arcsec2, len(rows))
+            flux = np.stack([add_photometric_noise(log_flux[..., 0], float(surface_brightness_to_pixel_flux(level)), 0.0,
+                                                   self.generator, NOISE_CORRELATION_FWHM_ARCSEC)[..., None]
+                             for log_flux, level in zip(flux, levels)])
+        flux = standardization.standardize(flux, self.flux_mean, self.flux_std)
         targets = [standardization.standardize(target[rows], mean, std)
                    for target, (mean, std) in zip(self.targets, self.target_constants)]
         if self.generator is not None:
@@ -505,7 +534,8 @@ def resume_or_start(model, generator, run_directory, settings):
     generator.bit_generator.state = state["generator_state"]
     for variable, value in zip(dropout_random_states(model), state["dropout_random_states"]):
         variable.assign(np.asarray(value, dtype=variable.dtype))
-    changed = [key for key in ("data_directory", "repeats", "batch_size", "max_training_maps", "mixed_precision", "seed")
+    changed = [key for key in ("data_directory", "repeats", "batch_size", "max_training_maps", "mixed_precision", "seed",
+                               "noise_range_mag_arcsec2")
                if state["settings"].get(key) != getattr(settings, key)]
     if changed:
         print(f"{model.name}: warning: resuming with settings that differ from the saved run: {', '.join(changed)}")
@@ -585,7 +615,7 @@ def train_network(network, settings, started=None):
     training_arrays = load_split(train_directories if len(train_directories) > 1 else train_directories[0], network,
                                  settings.max_training_maps, settings.seed, settings.finished_clusters_only)
     training = MapBatches(training_arrays[0], training_arrays[1:], constants, network, settings.batch_size, generator,
-                          map_repeats(settings, train_directories))
+                          map_repeats(settings, train_directories), settings.noise_range_mag_arcsec2)
     validation_arrays = load_split(data_directories[0] / "validation", network)
     validation = MapBatches(validation_arrays[0], validation_arrays[1:], constants, network, settings.batch_size)
 

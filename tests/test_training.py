@@ -7,6 +7,7 @@ import pytest
 
 import make_mock_clusters
 from pidoc import frame
+from pidoc.mocks import clusters as mock_clusters
 from pidoc import networks
 from pidoc import standardization
 import train_piDOC
@@ -66,6 +67,29 @@ def test_augmentation_applies_one_dihedral_transform_to_map_and_target_alike():
     again = train_piDOC.MapBatches(maps, maps.copy(), constants, "ced", 8, np.random.default_rng(5))
     again.shuffle()
     np.testing.assert_array_equal(again[0][0], flux)
+
+
+def test_noise_augmentation_adds_seeded_seeing_smoothed_noise_to_training_maps_only():
+    # Flat maps of log F = −3 with identity constants: the batch is the noisy log map itself. The
+    # noise of 1σ at 24–25 mag arcsec⁻² per pixel (3–8×10⁻⁵ L☉ kpc⁻²) comes back, smoothed like the
+    # seeing (neighbours correlated), the same from the same seed, and never in validation batches.
+    maps = np.full((4, 160, 160, 1), -3.0, dtype=np.float32)
+    constants = {"luminosity_mean": 0.0, "luminosity_std": 1.0, "mass_mean": 0.0, "mass_std": 1.0}
+
+    def first_batch(generator, noise_range):
+        batches = train_piDOC.MapBatches(maps, maps.copy(), constants, "ced", 4, generator,
+                                         noise_range_mag_arcsec2=noise_range)
+        batches.shuffle()
+        return batches[0][0]
+
+    noisy = first_batch(np.random.default_rng(5), (24.0, 25.0))
+    np.testing.assert_array_equal(noisy, first_batch(np.random.default_rng(5), (24.0, 25.0)))
+    noise = 10.0 ** noisy.astype(np.float64) - 1e-3
+    low, high = (float(mock_clusters.surface_brightness_to_pixel_flux(level)) for level in (25.0, 24.0))
+    assert all(0.97 * low < per_map.std() < 1.03 * high for per_map in noise)
+    assert np.corrcoef(noise[0, :, 1:].ravel(), noise[0, :, :-1].ravel())[0, 1] > 0.95
+    np.testing.assert_array_equal(first_batch(None, (24.0, 25.0)), maps)
+    np.testing.assert_array_equal(first_batch(np.random.default_rng(5), None), maps)
 
 
 def test_ced_training_lowers_validation_loss_and_exports_the_best_network(data_directory, tmp_path):
