@@ -1041,9 +1041,11 @@ def images_to_pidoc_map(sources, ra_deg=None, dec_deg=None, ebv=0.0, zeropoint_v
         except ValueError:
             continue
         map_noises.append(map_pixel_noise(image_noise, record["image"]["pixel_scale_arcsec"], record["psf_fwhm_arcsec"]))
-    map_noise_flux = max(map_noises) if map_noises else None
-    noise_mag_arcsec2 = (float(surface_brightness_from_flux_per_pixel(map_noise_flux, PIXEL_SCALE_ARCSEC**2))
-                         if map_noise_flux else math.inf if map_noises else None)
+    noise_mag_arcsec2 = None                                   # no image had enough pixels to tell
+    if map_noises:
+        # A map without noise is infinitely faint in it (log10 0 would warn).
+        noise_mag_arcsec2 = (float(surface_brightness_from_flux_per_pixel(max(map_noises), PIXEL_SCALE_ARCSEC**2))
+                             if max(map_noises) > 0 else math.inf)
 
     # Seeing: every image to the broadest PSF among them first (several images only), then the
     # mosaic to π-DOC's 2.5″.

@@ -14,7 +14,7 @@ import functools
 import numpy as np
 import scipy
 from scipy import optimize
-from astropy.stats import sigma_clipped_stats
+from astropy.stats import mad_std, sigma_clipped_stats
 
 # Sigma clipping (3σ about the median) removes stars and cosmic rays; the clipped *mean* is kept, not
 # the median, which for a Poisson sky of a few counts is quantised to integers (as in observations.py).
@@ -400,9 +400,8 @@ def estimate_sky(image, centre_xy_pixels, pixel_scale_arcsec, header=None, backg
 NOISE_FAINTEST_FRACTION = 0.25
 NOISE_SMOOTHING_PIXELS = 9
 # A second difference x_i − (x_{i−1} + x_{i+1}) / 2 of white noise has a variance 1.5 σ² and no
-# contribution from a linear gradient of the light; 1.4826 × MAD is σ for a Gaussian.
+# contribution from a linear gradient of the light.
 SECOND_DIFFERENCE_VARIANCE_FACTOR = 1.5
-GAUSSIAN_MAD_FACTOR = 1.4826
 
 
 def estimate_pixel_noise(image, minimum_pixels=MINIMUM_REGION_PIXELS):
@@ -444,6 +443,4 @@ def estimate_pixel_noise(image, minimum_pixels=MINIMUM_REGION_PIXELS):
         raise ValueError(f"only {int(usable.sum())} usable pixels to estimate the pixel noise (minimum {minimum_pixels})")
     centre_level = level[:, 1:-1]
     faintest = usable & (centre_level <= np.quantile(centre_level[usable], NOISE_FAINTEST_FRACTION))
-    values = second_difference[faintest]
-    deviation = np.median(np.abs(values - np.median(values)))
-    return float(GAUSSIAN_MAD_FACTOR * deviation / np.sqrt(SECOND_DIFFERENCE_VARIANCE_FACTOR))
+    return float(mad_std(second_difference[faintest]) / np.sqrt(SECOND_DIFFERENCE_VARIANCE_FACTOR))
