@@ -293,7 +293,8 @@ def main_leave_one_family_out(options):
     from pidoc.calibration import mixture
 
     model = open_model(options.trained_directory, options.standardization_directory)
-    families = [mixture.load_family(split_directory, model) for split_directory in options.leave_one_family_out]
+    families = [mixture.load_family(split_directory, model, present_mass_range_msun=options.present_mass_range_msun)
+                for split_directory in options.leave_one_family_out]
     mixture.check_families(families)
     results = mixture.leave_one_family_out(families)
     text = (f"Leave one family out with {options.trained_directory}: each family scored with intervals and verdicts "
@@ -301,6 +302,9 @@ def main_leave_one_family_out(options):
             f"standard error; mean widths in " + ", ".join(f"{quantity} {coverage.WIDTH_UNITS[quantity]}"
                                                            for quantity in mixture.COVERAGE_QUANTITIES)
             + "; % outside: maps flagged by the domain verdict)\n")
+    if options.present_mass_range_msun is not None:
+        low_msun, high_msun = options.present_mass_range_msun
+        text += f"  (only clusters of present-day mass {low_msun:g}–{high_msun:g} M☉, in calibration and held-out families alike)\n"
     text += "\n".join(f"  {family['name']}: {family['split_directory']}, {len(family['log_flux_maps'])} maps of "
                        f"{len(np.unique(family['cluster_ids']))} clusters" for family in families) + "\n\n"
     text += tabulate(mixture.leave_one_family_out_rows(results), headers=mixture.leave_one_family_out_headers(),
@@ -326,6 +330,9 @@ def main(arguments=None):
                         help="folder with luminosity_V.npy, mass.npy, distance_age.npy")
     parser.add_argument("--leave-one-family-out", type=Path, nargs="+", default=None, metavar="SPLIT",
                         help="calibration splits, one per nuisance family: calibrate on all but one, score the one left out")
+    parser.add_argument("--present-mass-range-msun", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="with --leave-one-family-out: keep only clusters of this present-day mass, as "
+                             "calibrate_piDOC.py --present-mass-range-msun does")
     parser.add_argument("--trained-directory", type=Path, default=DEFAULT_TRAINED_DIRECTORY)
     parser.add_argument("--standardization-directory", type=Path, default=DEFAULT_STANDARDIZATION_DIRECTORY)
     parser.add_argument("--output-directory", type=Path, default=None,

@@ -29,6 +29,10 @@
 # extra Milky Way clusters they had fallen from 15 % to 8 % of the maps seen, and the ages of the
 # paper's N0 = 5×10⁴ clusters drifted 1.4 Gyr old (MODEL_CARD.md, fifth session); twice brings them
 # back to 15 %.
+# From the tenth session (2026-12-07) the calibration keeps only clusters of 10⁴–10⁶ M☉ present-day
+# mass, the range the model claims (calibrate_piDOC.py --present-mass-range-msun; docs/uncertainty.md,
+# "The calibrated mass range"), and the 100 committed N0 = 5×10⁴ test maps of input_files/ are
+# scored too (evaluation_original_test_maps.txt, CB21's own bins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 training_minutes=${1:-}
@@ -72,14 +76,23 @@ python3 make_mock_clusters.py --preset milky-way --test-age-range-gyr 1 14 --out
 python3 make_mock_clusters.py --preset milky-way --seed 2023 --test-age-range-gyr 1 14 \
     --output-directory data/general_calibration_seed2023 --splits calibration boundary
 python3 calibrate_piDOC.py data/general/calibration data/general_calibration_seed2023/calibration \
-    --trained-directory "$model" --boundary-directory data/general/boundary data/general_calibration_seed2023/boundary
+    --trained-directory "$model" --boundary-directory data/general/boundary data/general_calibration_seed2023/boundary \
+    --present-mass-range-msun 1e4 1e6
 
 echo "== 4. evaluation on the held-out splits"
 python3 evaluate_piDOC.py data/general/test --trained-directory "$model" \
     --output-directory "$runs/evaluation/general_test" --out-of-domain-clusters 100
 python3 evaluate_piDOC.py data/general_cb21/test --trained-directory "$model" \
     --output-directory "$runs/evaluation/original_test"
+# The committed test maps, linked as a split folder so that evaluate_piDOC.py reads them as it reads the others.
+mkdir -p data/original_test
+for pair in luminosity_V:luminosity_V_testset.npy mass:mass_testset.npy distance_age:distance_age_testset.npy; do
+    ln -sfn "../../input_files/${pair#*:}" "data/original_test/${pair%%:*}.npy"
+done
+ln -sfn ../../input_files/testset_metadata.csv data/original_test/metadata.csv
+python3 evaluate_piDOC.py data/original_test --trained-directory "$model" --output-directory "$runs/evaluation/original_test_maps"
 cp "$runs/evaluation/general_test/evaluation.txt" "$model/evaluation_general_test_split.txt"
+cp "$runs/evaluation/original_test_maps/evaluation.txt" "$model/evaluation_original_test_maps.txt"
 cp "$runs/evaluation/original_test/evaluation.txt" "$model/evaluation_original_test_split.txt"
 
 echo "== 5. model card figures"

@@ -530,6 +530,40 @@ def test_the_drivers_calibrate_on_several_splits_and_leave_one_out(committed, tm
     assert "held-out family" in text and "pixel_mass" in text
 
 
+def test_a_present_mass_range_keeps_only_its_clusters_in_both_splits(model, committed, tmp_path):
+    # Twelve committed maps as a calibration split and again as its boundary split, each with the
+    # present-day masses of their metadata (7.5–18.9×10³ M☉ over the 100 maps).
+    chosen = np.arange(0, 100, 8)[:12]
+    present_mass_msun = np.array([float(committed["metadata"][index]["total_mass_msun"]) for index in chosen])
+    for name in ("calibration", "boundary"):
+        directory = tmp_path / name
+        directory.mkdir()
+        np.save(directory / "luminosity_V.npy", committed["log_flux"][chosen])
+        np.save(directory / "mass.npy", committed["true_log_mass"][chosen])
+        np.save(directory / "distance_age.npy", committed["true_distance_age"][chosen])
+        with open(directory / "metadata.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["map_index", "cluster_id", "total_mass_msun"])
+            writer.writerows((row, int(committed["metadata"][index]["cluster_id"]), present_mass_msun[row])
+                             for row, index in enumerate(chosen))
+    low_msun = float(np.median(present_mass_msun))
+    expected = present_mass_msun >= low_msun
+    family = mixture.load_family(tmp_path / "calibration", model, cache_directory=tmp_path / "cache",
+                                 present_mass_range_msun=(low_msun, 1e6))
+    everything = mixture.load_family(tmp_path / "calibration", model, cache_directory=tmp_path / "cache")
+    assert len(everything["log_flux_maps"]) == 12 and len(family["log_flux_maps"]) == int(expected.sum()) == 6
+    np.testing.assert_array_equal(family["log_flux_maps"], committed["log_flux"][chosen][expected])
+    np.testing.assert_array_equal(family["predicted_distance_age"], everything["predicted_distance_age"][expected])
+    assert family["cluster_ids"].tolist() == [int(committed["metadata"][index]["cluster_id"]) for index in chosen[expected]]
+    assert len(family["boundary"]["log_flux_maps"]) == 6
+    np.testing.assert_array_equal(family["boundary"]["true_distance_kpc"], committed["true_distance_age"][chosen][expected, 0])
+    with pytest.raises(ValueError, match="calibration: none of its 12 maps shows a cluster of 1e\\+06–1e\\+07"):
+        mixture.load_family(tmp_path / "calibration", model, cache_directory=tmp_path / "cache",
+                            present_mass_range_msun=(1e6, 1e7))
+    with pytest.raises(ValueError, match="positive and increasing"):
+        mixture.present_mass_selection(tmp_path / "calibration", (1e5, 1e4))
+
+
 def test_correlated_noise_has_the_same_sigma_per_pixel_and_the_seeing_s_correlation():
     # Seeing-smoothed noise (an HST image matched to 2.5″) keeps the asked-for 1σ per pixel, and
     # neighbouring pixels share it: for a Gaussian of σ = 4.25 px the lag-1 correlation is
