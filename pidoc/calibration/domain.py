@@ -742,9 +742,14 @@ def verdicts(calibration, log_flux_maps, predicted_log_mass_maps, predicted_dist
         if novelty is not None:
             scores = novelty_scores(novelty, novelty_features(log_flux_maps, predicted_log_mass_maps, predicted_distance_age,
                                                               statistics))
+            # A calibration restricted to the present-day masses the model claims says so: a map that
+            # looks like a lighter cluster is outside for that reason (docs/uncertainty.md).
+            mass_range = (calibration.get("provenance") or {}).get("present_mass_range_msun")
+            calibrated_maps = ("calibration map" if mass_range is None else
+                               f"calibration map (clusters of {mass_range[0]:.3g}–{mass_range[1]:.3g} M☉ present-day mass)")
             for index in np.flatnonzero(scores > 1.0):
                 if not reasons[index]:
-                    reasons[index].append(f"unlike every calibration map: its {novelty['neighbours']} nearest, in the "
+                    reasons[index].append(f"unlike every {calibrated_maps}: its {novelty['neighbours']} nearest, in the "
                                           f"map's statistics and π-DOC's reading, lie {scores[index]:.1f}× farther than "
                                           f"for {novelty['percentile']:g} % of calibration maps")
     for index, extra in enumerate(extra_reasons or [None] * number_of_maps):
