@@ -296,12 +296,16 @@ def main_leave_one_family_out(options):
     families = [mixture.load_family(split_directory, model, present_mass_range_msun=options.present_mass_range_msun)
                 for split_directory in options.leave_one_family_out]
     mixture.check_families(families)
-    results = mixture.leave_one_family_out(families)
+    results = mixture.leave_one_family_out(families, scored_only=options.score_only_families)
     text = (f"Leave one family out with {options.trained_directory}: each family scored with intervals and verdicts "
-            f"calibrated on the {len(families) - 1} others (coverage in percent of maps, averaged per cluster, ± its "
+            f"calibrated on the {len(families) - 1 - len(options.score_only_families)} others (coverage in percent of maps, averaged per cluster, ± its "
             f"standard error; mean widths in " + ", ".join(f"{quantity} {coverage.WIDTH_UNITS[quantity]}"
                                                            for quantity in mixture.COVERAGE_QUANTITIES)
             + "; % outside: maps flagged by the domain verdict)\n")
+    if options.score_only_families:
+        text += (f"  scored but never calibrated on (conditions the image path measures and matches): "
+                 f"{', '.join(options.score_only_families)} (each of these is scored with the intervals calibrated on all the "
+                 f"other families)\n")
     if options.present_mass_range_msun is not None:
         low_msun, high_msun = options.present_mass_range_msun
         text += f"  (only clusters of present-day mass {low_msun:g}–{high_msun:g} M☉, in calibration and held-out families alike)\n"
@@ -330,6 +334,9 @@ def main(arguments=None):
                         help="folder with luminosity_V.npy, mass.npy, distance_age.npy")
     parser.add_argument("--leave-one-family-out", type=Path, nargs="+", default=None, metavar="SPLIT",
                         help="calibration splits, one per nuisance family: calibrate on all but one, score the one left out")
+    parser.add_argument("--score-only-families", nargs="+", default=(), metavar="FAMILY",
+                        help="with --leave-one-family-out: families scored but never calibrated on (e.g. seeing, "
+                             "which the image path matches to 2.5 arcsec)")
     parser.add_argument("--present-mass-range-msun", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                         help="with --leave-one-family-out: keep only clusters of this present-day mass, as "
                              "calibrate_piDOC.py --present-mass-range-msun does")

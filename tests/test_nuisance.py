@@ -450,6 +450,23 @@ def test_a_held_out_family_never_enters_its_own_calibration(committed, monkeypat
     assert len(mixture.leave_one_family_out_rows(results)) == 3 * len(mixture.COVERAGE_QUANTITIES)
 
 
+def test_a_family_scored_only_is_never_calibrated_on(committed):
+    families = pseudo_families(committed)
+    results = mixture.leave_one_family_out(families, scored_only=["family1"])
+    assert list(results) == ["family0", "family1", "family2"]
+    assert results["family0"]["calibration_families"] == ["family2"]
+    assert results["family2"]["calibration_families"] == ["family0"]
+    assert results["family1"]["calibration_families"] == ["family0", "family2"]
+    family1_ids = set(mixture.family_cluster_ids(families[1], 1).tolist())
+    assert all(not family1_ids & set(entry["calibration_cluster_ids"]) for entry in results.values())
+    # Scored like any other family.
+    assert 0.0 <= results["family1"]["coverage"]["pooled"]["distance"][0.68]["coverage_percent"] <= 100.0
+    with pytest.raises(ValueError, match="'seeing'"):
+        mixture.leave_one_family_out(families, scored_only=["seeing"])
+    with pytest.raises(ValueError, match="fewer than two families"):
+        mixture.leave_one_family_out(families, scored_only=["family0", "family1"])
+
+
 def test_a_held_out_condition_family_is_scored_per_bin_of_its_condition(committed):
     families = pseudo_families(committed)
     for family in families:

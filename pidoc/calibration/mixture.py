@@ -250,7 +250,7 @@ def calibrate(families, positions=None):
                                        boundary=arguments["boundary"])
 
 
-def leave_one_family_out(families, levels=INTERVAL_LEVELS, condition_bins=None):
+def leave_one_family_out(families, levels=INTERVAL_LEVELS, condition_bins=None, scored_only=()):
     """For each family: calibrate on all the others, in memory, and score it.
 
     Parameters
@@ -262,6 +262,11 @@ def leave_one_family_out(families, levels=INTERVAL_LEVELS, condition_bins=None):
     condition_bins : dict, optional
         Family name → (metadata column, bin edges) of the families also scored per bin of an
         observing condition (default `CONDITION_BINS`); used where the family has that column.
+    scored_only : sequence of str
+        Names of families that are scored but never calibrated on, for any held-out family: the
+        conditions an observer measures and the image path matches rather than marginalises (the
+        seeing, matched to 2.5″ and flagged beyond `observations.SEEING_TOLERANCE_ARCSEC`;
+        docs/uncertainty.md, "Observing conditions").
 
     Returns
     -------
@@ -275,10 +280,17 @@ def leave_one_family_out(families, levels=INTERVAL_LEVELS, condition_bins=None):
     if len(families) < 2:
         raise ValueError(f"leaving one family out needs at least two families, got {len(families)}")
     check_families(families)
+    names = [family["name"] for family in families]
+    unknown = sorted(set(scored_only) - set(names))
+    if unknown:
+        raise ValueError(f"families to score only {unknown} are not among the families given {names}")
+    if len(set(names) - set(scored_only)) < 2:
+        raise ValueError(f"scoring only {sorted(scored_only)} leaves fewer than two families to calibrate on and leave out")
     condition_bins = CONDITION_BINS if condition_bins is None else condition_bins
     results = {}
     for held_out_position, held_out in enumerate(families):
-        positions = [position for position in range(len(families)) if position != held_out_position]
+        positions = [position for position in range(len(families))
+                     if position != held_out_position and families[position]["name"] not in scored_only]
         others = [families[position] for position in positions]
         calibration = calibrate(others, positions)
         held_out_ids = family_cluster_ids(held_out, held_out_position)
