@@ -2,10 +2,16 @@
 # Leave-one-family-out coverage and verdict for one model folder (docs/uncertainty.md, "Calibrating
 # on nuisance families"), by one command that can be stopped and started again.
 #
-#   bash scripts/nuisance_families.sh [PRESET] [TRAINED_DIRECTORY] [CALIBRATION_CLUSTERS] [BOUNDARY_CLUSTERS]
+#   bash scripts/nuisance_families.sh [PRESET] [TRAINED_DIRECTORY] [CALIBRATION_CLUSTERS] [BOUNDARY_CLUSTERS] [FLAG ...]
 #
 #   bash scripts/nuisance_families.sh                                  # the reproduction (cb21 preset)
 #   bash scripts/nuisance_families.sh milky-way trained_piDOC/general  # a general model
+#   bash scripts/nuisance_families.sh milky-way trained_piDOC/general_fast 150 100 \
+#       --present-mass-range-msun 1e4 1e6 --score-only-families seeing     # as in the tenth session
+#
+# Flags after the fourth argument go to evaluate_piDOC.py --leave-one-family-out: the general fast
+# model is scored on the 10⁴–10⁶ M☉ it claims, with the seeing scored but left out of every
+# calibration, since the image path matches it (docs/uncertainty.md, "The general fast model").
 #
 # For each of the nine families (the nominal chain and the eight --nuisance families of
 # make_mock_clusters.py) it makes a calibration and a boundary split in data/nuisance/<preset>/<family>,
@@ -40,4 +46,4 @@ done
 
 echo "== leave one family out"
 python3 evaluate_piDOC.py --leave-one-family-out "${splits[@]}" --trained-directory "$trained_directory" \
-    --output-directory "runs/evaluation/leave_one_family_out/$preset"
+    --output-directory "runs/evaluation/leave_one_family_out/$preset" "${@:5}"
