@@ -104,6 +104,9 @@ AGE_LOSS_WEIGHT = 1.0
 # A split is read into RAM when it needs less than this fraction of the machine's physical memory;
 # larger ones are memory-mapped and read batch by batch.
 IN_MEMORY_FRACTION = 0.5
+# A split joined from several folders cannot be memory-mapped as one array, so it may take more of
+# the RAM (three 1,000-cluster folders and the cb21 maps: 13 GB of 24 GB).
+JOINED_IN_MEMORY_FRACTION = 0.75
 LOG_COLUMNS = ("epoch", "loss", "val_loss", "learning_rate", "epoch_seconds", "maps_per_second")
 
 
@@ -193,10 +196,50 @@ def finished_rows(split_directory, number_of_maps, finished_clusters_only=False)
     return (finished[:, None] * maps_per_cluster + np.arange(maps_per_cluster)).ravel()
 
 
+def open_split(split_directory, network, finished_clusters_only=False):
+    """Memory-map one split folder's flux maps and the network's targets, and check their shapes.
+
+    Returns
+    -------
+    arrays : list of numpy.memmap
+        (flux, target, ...): one target per entry of `TARGETS[network]`.
+    rows : numpy.ndarray of int
+        The rows that hold finished clusters (`finished_rows`).
+    partial : bool
+        Whether `rows` leaves out unfinished clusters.
+    """
+    split_directory = Path(split_directory)
+    if not split_directory.is_dir():
+        raise FileNotFoundError(f"data split folder not found: {split_directory}")
+    files = [("luminosity_V.npy", MAP_SHAPE)] + [(target[0], target[1]) for target in TARGETS[network]]
+    arrays = []
+    for file_name, shape in files:
+        path = split_directory / file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        array = np.load(path, mmap_mode="r")
+        if array.shape[1:] != shape or len(array) == 0:
+            raise ValueError(f"{path} has shape {array.shape}, expected (N, {', '.join(map(str, shape))}) with N > 0")
+        arrays.append(array)
+    for (file_name, _), array in zip(files[1:], arrays[1:]):
+        if len(array) != len(arrays[0]):
+            raise ValueError(f"{split_directory}: luminosity_V.npy has {len(arrays[0])} maps but {file_name} has {len(array)}")
+    rows = finished_rows(split_directory, len(arrays[0]), finished_clusters_only)
+    partial = rows is not None
+    return arrays, (np.arange(len(arrays[0])) if rows is None else rows), partial
+
+
+def fits_in_memory(number_of_bytes, fraction=IN_MEMORY_FRACTION):
+    """Whether arrays of this many bytes may be held in RAM, at most `fraction` of the machine's."""
+    return number_of_bytes < fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def load_split(split_directory, network, maximum_maps=None, seed=SEED, finished_clusters_only=False):
     """Load one split's flux maps and the network's targets: in RAM when they fit, else memory-mapped.
 
-    Several split folders (a list) are joined into one split, in RAM.
+    Several split folders (a list) are joined into one split, in RAM. The joined arrays are allocated
+    once and filled folder by folder from memory maps, so the peak memory is the split's own size and
+    not twice it (three 1,000-cluster folders are 12 GB of float32 maps on a 24 GB machine).
 
     Parameters
     ----------
@@ -217,36 +260,27 @@ def load_split(split_directory, network, maximum_maps=None, seed=SEED, finished_
         If the folder or a file is missing; ValueError if a shape is wrong (both name the file).
     """
     if isinstance(split_directory, (list, tuple)):
-        parts = [load_split(directory, network, finished_clusters_only=finished_clusters_only) for directory in split_directory]
-        joined = tuple(np.concatenate(arrays) for arrays in zip(*parts))
-        rows = np.arange(len(joined[0]))
-        if maximum_maps is not None and maximum_maps < len(rows):
-            rows = np.sort(np.random.default_rng(seed).choice(len(rows), maximum_maps, replace=False))
-            joined = tuple(array[rows] for array in joined)
-        return joined
-    split_directory = Path(split_directory)
-    if not split_directory.is_dir():
-        raise FileNotFoundError(f"data split folder not found: {split_directory}")
-    files = [("luminosity_V.npy", MAP_SHAPE)] + [(target[0], target[1]) for target in TARGETS[network]]
-    arrays = []
-    for file_name, shape in files:
-        path = split_directory / file_name
-        if not path.is_file():
-            raise FileNotFoundError(f"data file not found: {path}")
-        array = np.load(path, mmap_mode="r")
-        if array.shape[1:] != shape or len(array) == 0:
-            raise ValueError(f"{path} has shape {array.shape}, expected (N, {', '.join(map(str, shape))}) with N > 0")
-        arrays.append(array)
-    for (file_name, _), array in zip(files[1:], arrays[1:]):
-        if len(array) != len(arrays[0]):
-            raise ValueError(f"{split_directory}: luminosity_V.npy has {len(arrays[0])} maps but {file_name} has {len(array)}")
-    rows = finished_rows(split_directory, len(arrays[0]), finished_clusters_only)
-    partial = rows is not None
-    rows = np.arange(len(arrays[0])) if rows is None else rows
+        opened = [open_split(directory, network, finished_clusters_only) for directory in split_directory]
+        # Rows of the joined split, as (folder, row in that folder), in the folders' order.
+        sources = [(index, row) for index, (_, rows, _) in enumerate(opened) for row in rows]
+        if maximum_maps is not None and maximum_maps < len(sources):
+            chosen = np.sort(np.random.default_rng(seed).choice(len(sources), maximum_maps, replace=False))
+            sources = [sources[row] for row in chosen]
+        row_bytes = sum(array[:1].nbytes for array in opened[0][0])
+        if not fits_in_memory(len(sources) * row_bytes, JOINED_IN_MEMORY_FRACTION):
+            raise ValueError(f"the joined split {', '.join(map(str, split_directory))} ({len(sources)} maps) does not fit in RAM")
+        joined = [np.empty((len(sources),) + array.shape[1:], array.dtype) for array in opened[0][0]]
+        start = 0
+        for index, (arrays, _, _) in enumerate(opened):
+            rows = np.array([row for folder, row in sources if folder == index], dtype=int)
+            for output, array in zip(joined, arrays):
+                output[start:start + len(rows)] = array[rows]
+            start += len(rows)
+        return tuple(joined)
+    arrays, rows, partial = open_split(split_directory, network, finished_clusters_only)
     if maximum_maps is not None and maximum_maps < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), maximum_maps, replace=False))
-    needed_bytes = len(rows) * sum(array[:1].nbytes for array in arrays)
-    if needed_bytes < IN_MEMORY_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
+    if fits_in_memory(len(rows) * sum(array[:1].nbytes for array in arrays)):
         return tuple(np.ascontiguousarray(array[rows]) for array in arrays)
     if len(rows) < len(arrays[0]):
         reason = "the finished clusters' maps" if partial else f"--max-training-maps {maximum_maps} maps"

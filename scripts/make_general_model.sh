@@ -19,6 +19,9 @@
 # - data/general_extra: 1,000 more Milky Way training clusters (seed 2022), added from epoch 81 on
 #   (2026-12-03, fifth session): the first 80 epochs' learning curves had flattened with the
 #   validation loss 30 % above the training loss, which asks for more clusters, not more epochs.
+# - data/general_extra2: 1,000 more Milky Way training clusters (seed 2024), added from epoch 103 on
+#   (2026-12-08, eleventh session): over epochs 97–102 the validation loss stayed above epoch 96's
+#   while the training loss fell 9 %, the same sign of too few clusters.
 # - data/general_calibration_seed2023: 300 more calibration clusters and 200 more boundary clusters
 #   (seed 2023; 2026-12-04, sixth session), so the conformal quantiles rest on 600 clusters instead
 #   of 300 (docs/uncertainty.md, "The general fast model").
@@ -28,7 +31,10 @@
 # From epoch 90 on (2026-12-04) the cb21 maps are drawn twice per epoch (--repeats 1 1 2): with the
 # extra Milky Way clusters they had fallen from 15 % to 8 % of the maps seen, and the ages of the
 # paper's N0 = 5×10⁴ clusters drifted 1.4 Gyr old (MODEL_CARD.md, fifth session); twice brings them
-# back to 15 %.
+# back to 15 %. From epoch 103 on, with the third Milky Way folder, they are drawn three times
+# (--repeats 1 1 1 3, 15 % again), and the learning rate is raised once more, to 2.5e-5 (a new value
+# is what makes train_piDOC.py apply a reset again; a little below the 3e-5 of epoch 81 because the
+# weights start nearer their optimum).
 # From the tenth session (2026-12-07) the calibration keeps only clusters of 10⁴–10⁶ M☉ present-day
 # mass, the range the model claims (calibrate_piDOC.py --present-mass-range-msun; docs/uncertainty.md,
 # "The calibrated mass range"), and the 100 committed N0 = 5×10⁴ test maps of input_files/ are
@@ -50,6 +56,8 @@ python3 make_mock_clusters.py --preset cb21 --training-clusters 150 --output-dir
     --splits train test
 python3 make_mock_clusters.py --preset milky-way --seed 2022 --test-age-range-gyr 1 14 --output-directory data/general_extra \
     --splits train
+python3 make_mock_clusters.py --preset milky-way --seed 2024 --test-age-range-gyr 1 14 --output-directory data/general_extra2 \
+    --splits train
 
 echo "== 2. training (fast architecture, mixed bfloat16; resumes from $runs/fast)"
 # On a new machine the run continues from the checkpoint committed with the model.
@@ -58,9 +66,9 @@ if [ ! -f "$runs/fast/training_state.json" ] && [ -f "$model/training_state/trai
     # The run appends to its log, so the epochs already trained keep their rows in the model's copy.
     cp "$model/training_log.csv" "$runs/fast/training_log.csv"
 fi
-python3 train_piDOC.py --networks fast --data-directory data/general data/general_extra data/general_cb21 \
-    --repeats 1 1 2 --output-directory "$model" --runs-directory "$runs" --mixed-precision mixed_bfloat16 \
-    --epochs "$epochs" --batch-size 32 --learning-rate 1e-3 --plateau-patience 4 --reset-learning-rate 3e-5 \
+python3 train_piDOC.py --networks fast --data-directory data/general data/general_extra data/general_extra2 data/general_cb21 \
+    --repeats 1 1 1 3 --output-directory "$model" --runs-directory "$runs" --mixed-precision mixed_bfloat16 \
+    --epochs "$epochs" --batch-size 32 --learning-rate 1e-3 --plateau-patience 4 --reset-learning-rate 2.5e-5 \
     ${training_minutes:+--max-minutes "$training_minutes"}
 cp "$runs/fast/training_log.csv" "$model/training_log.csv"
 cp "$runs/fast/learning_curves.png" "$model/learning_curves.png"

@@ -111,6 +111,26 @@ def test_an_unfinished_training_split_is_refused_unless_its_finished_clusters_ar
     np.testing.assert_array_equal(flux, complete_flux[maps_per_cluster:2 * maps_per_cluster])
 
 
+def test_a_joined_split_is_its_folders_in_order_with_only_their_finished_clusters(data_directory, tmp_path):
+    import shutil
+
+    partial = tmp_path / "partial_train"
+    shutil.copytree(data_directory / "train", partial)
+    records = sorted((partial / "progress").glob("cluster_*.json"))
+    maps_per_cluster = len(json.loads(records[0].read_text()))
+    records[1].unlink()   # cluster 1 unfinished: only cluster 0's rows may enter
+    folders = [data_directory / "validation", partial, data_directory / "train"]
+    joined = train_piDOC.load_split(folders, "fast", finished_clusters_only=True)
+    parts = [train_piDOC.load_split(folder, "fast", finished_clusters_only=True) for folder in folders]
+    assert len(parts[1][0]) == maps_per_cluster
+    for joined_array, part_arrays in zip(joined, zip(*parts)):
+        np.testing.assert_array_equal(joined_array, np.concatenate(part_arrays))
+    # A subset is drawn over the joined rows and keeps their order.
+    subset = train_piDOC.load_split(folders, "fast", maximum_maps=5, seed=3, finished_clusters_only=True)
+    rows = np.sort(np.random.default_rng(3).choice(len(joined[0]), 5, replace=False))
+    np.testing.assert_array_equal(subset[2], joined[2][rows])
+
+
 def test_the_age_weight_scales_the_age_column_of_the_distance_age_loss():
     assert train_piDOC.distance_age_loss(1.0) == "mean_squared_error"
     loss = train_piDOC.distance_age_loss(4.0)
