@@ -261,21 +261,19 @@ def load_split(split_directory, network, maximum_maps=None, seed=SEED, finished_
     """
     if isinstance(split_directory, (list, tuple)):
         opened = [open_split(directory, network, finished_clusters_only) for directory in split_directory]
-        # Rows of the joined split, as (folder, row in that folder), in the folders' order.
-        sources = [(index, row) for index, (_, rows, _) in enumerate(opened) for row in rows]
-        if maximum_maps is not None and maximum_maps < len(sources):
-            chosen = np.sort(np.random.default_rng(seed).choice(len(sources), maximum_maps, replace=False))
-            sources = [sources[row] for row in chosen]
+        # Each row of the joined split is a (folder, row in that folder) pair, in the folders' order.
+        folders = np.concatenate([np.full(len(rows), index) for index, (_, rows, _) in enumerate(opened)])
+        rows = np.concatenate([rows for _, rows, _ in opened])
+        if maximum_maps is not None and maximum_maps < len(rows):
+            chosen = np.sort(np.random.default_rng(seed).choice(len(rows), maximum_maps, replace=False))
+            folders, rows = folders[chosen], rows[chosen]
         row_bytes = sum(array[:1].nbytes for array in opened[0][0])
-        if not fits_in_memory(len(sources) * row_bytes, JOINED_IN_MEMORY_FRACTION):
-            raise ValueError(f"the joined split {', '.join(map(str, split_directory))} ({len(sources)} maps) does not fit in RAM")
-        joined = [np.empty((len(sources),) + array.shape[1:], array.dtype) for array in opened[0][0]]
-        start = 0
+        if not fits_in_memory(len(rows) * row_bytes, JOINED_IN_MEMORY_FRACTION):
+            raise ValueError(f"the joined split {', '.join(map(str, split_directory))} ({len(rows)} maps) does not fit in RAM")
+        joined = [np.empty((len(rows),) + array.shape[1:], array.dtype) for array in opened[0][0]]
         for index, (arrays, _, _) in enumerate(opened):
-            rows = np.array([row for folder, row in sources if folder == index], dtype=int)
             for output, array in zip(joined, arrays):
-                output[start:start + len(rows)] = array[rows]
-            start += len(rows)
+                output[folders == index] = array[rows[folders == index]]
         return tuple(joined)
     arrays, rows, partial = open_split(split_directory, network, finished_clusters_only)
     if maximum_maps is not None and maximum_maps < len(rows):
